@@ -1,0 +1,45 @@
+/* Subcommands whose implementation has not landed yet: each says so and exits non-zero. */
+#include "cmd/cmd.h"
+
+#include <stdio.h>
+
+static int not_implemented(const char *name, const char *issue)
+{
+	fprintf(stderr, "ambient %s: not implemented yet (tracked in the '%s' issue)\n", name, issue);
+	return 1;
+}
+
+int cmd_waypoint(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return not_implemented("waypoint", "waypoint");
+}
+
+int cmd_cni(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return not_implemented("cni", "cni");
+}
+
+int cmd_ca(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return not_implemented("ca", "ca");
+}
+
+int cmd_ctl(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return not_implemented("ctl", "ctl");
+}
+
+int cmd_ztunnel(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return not_implemented("ztunnel", "ztunnel");
+}

@@ -1,0 +1,259 @@
+/* Error codes, error buffers and lists, checked allocation, time and randomness. */
+#include "pkg/base/base.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const err_names[E__COUNT] = {
+	[E_OK] = "ok",
+	[E_NOMEM] = "out of memory",
+	[E_INVAL] = "invalid argument",
+	[E_PARSE] = "parse error",
+	[E_PROTO] = "protocol error",
+	[E_LIMIT] = "limit exceeded",
+	[E_IO] = "i/o error",
+	[E_AGAIN] = "try again",
+	[E_TIMEOUT] = "timeout",
+	[E_CLOSED] = "closed",
+	[E_NOTFOUND] = "not found",
+	[E_EXIST] = "already exists",
+	[E_PERM] = "not permitted",
+	[E_DENIED] = "denied",
+	[E_STATE] = "invalid state",
+	[E_UNSUPP] = "not supported",
+	[E_CRYPTO] = "crypto error",
+};
+
+const char *err_str(int e)
+{
+	if (e < 0)
+		e = -e;
+	if (e >= E__COUNT)
+		return "unknown error";
+	return err_names[e];
+}
+
+int errbuf_set(struct errbuf *eb, int code, const char *fmt, ...)
+{
+	if (code < 0)
+		code = -code;
+	if (eb) {
+		va_list ap;
+		eb->code = code;
+		va_start(ap, fmt);
+		vsnprintf(eb->msg, sizeof(eb->msg), fmt, ap);
+		va_end(ap);
+	}
+	return -code;
+}
+
+void errbuf_prefix(struct errbuf *eb, const char *fmt, ...)
+{
+	char pre[ERRBUF_SIZE];
+	char old[ERRBUF_SIZE];
+	va_list ap;
+
+	if (!eb)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(pre, sizeof(pre), fmt, ap);
+	va_end(ap);
+	memcpy(old, eb->msg, sizeof(old));
+	/* Truncation is acceptable: the message stays NUL-terminated and readable. */
+	if (snprintf(eb->msg, sizeof(eb->msg), "%.*s: %.*s", 200, pre, ERRBUF_SIZE - 204, old) < 0)
+		eb->msg[0] = '\0';
+}
+
+void errbuf_clear(struct errbuf *eb)
+{
+	if (!eb)
+		return;
+	eb->code = 0;
+	eb->msg[0] = '\0';
+}
+
+void errlist_vadd(struct errlist *el, const char *fmt, va_list ap)
+{
+	char line[1024];
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	if (el->n == el->cap) {
+		el->cap = el->cap ? el->cap * 2 : 8;
+		el->items = xrealloc(el->items, el->cap * sizeof(*el->items));
+	}
+	el->items[el->n++] = xstrdup(line);
+}
+
+void errlist_add(struct errlist *el, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	errlist_vadd(el, fmt, ap);
+	va_end(ap);
+}
+
+void errlist_fini(struct errlist *el)
+{
+	for (size_t i = 0; i < el->n; i++)
+		free(el->items[i]);
+	free(el->items);
+	el->items = NULL;
+	el->n = el->cap = 0;
+}
+
+char *errlist_join(const struct errlist *el)
+{
+	size_t len = 1;
+	char *out;
+	char *p;
+
+	for (size_t i = 0; i < el->n; i++)
+		len += strlen(el->items[i]) + 1;
+	out = xmalloc(len);
+	p = out;
+	for (size_t i = 0; i < el->n; i++) {
+		size_t l = strlen(el->items[i]);
+		if (i)
+			*p++ = '\n';
+		memcpy(p, el->items[i], l);
+		p += l;
+	}
+	*p = '\0';
+	return out;
+}
+
+_Noreturn void die(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	n = dprintf(STDERR_FILENO, "ambient: fatal: %s\n", msg);
+	(void)n;
+	abort();
+}
+
+static void *oom(size_t n)
+{
+	die("out of memory allocating %zu bytes", n);
+}
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	return p ? p : oom(n);
+}
+
+void *xcalloc(size_t count, size_t size)
+{
+	void *p = calloc(count ? count : 1, size ? size : 1);
+	return p ? p : oom(count * size);
+}
+
+void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	return q ? q : oom(n);
+}
+
+char *xstrdup(const char *s)
+{
+	return xstrndup(s, strlen(s));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+	char *p = xmalloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	va_list ap2;
+	int n;
+	char *p;
+
+	va_start(ap, fmt);
+	va_copy(ap2, ap);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		die("xasprintf: bad format");
+	p = xmalloc((size_t)n + 1);
+	vsnprintf(p, (size_t)n + 1, fmt, ap2);
+	va_end(ap2);
+	return p;
+}
+
+void secure_wipe(void *p, size_t n)
+{
+	volatile uint8_t *v = p;
+
+	while (n--)
+		*v++ = 0;
+	__asm__ __volatile__("" : : "r"(p) : "memory");
+}
+
+uint64_t time_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t time_mono_ms(void)
+{
+	return time_mono_ns() / 1000000ull;
+}
+
+int64_t time_real_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void rand_bytes(void *p, size_t n)
+{
+	uint8_t *b = p;
+
+	while (n > 0) {
+		ssize_t r = getrandom(b, n, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			die("getrandom: %s", strerror(errno));
+		}
+		b += r;
+		n -= (size_t)r;
+	}
+}
+
+uint64_t rand_below(uint64_t bound)
+{
+	uint64_t x;
+	uint64_t limit;
+
+	if (bound <= 1)
+		return 0;
+	/* Rejection sampling avoids modulo bias. */
+	limit = UINT64_MAX - (UINT64_MAX % bound);
+	do
+		rand_bytes(&x, sizeof(x));
+	while (x >= limit);
+	return x % bound;
+}
