@@ -4,7 +4,7 @@
 SAN ?= 0
 ifeq ($(SAN),1)
   CC := gcc
-  OUT := build/san
+  OUT ?= build/san
   VFLAV := glibc
   BUILD_TYPE := asan-ubsan
   MODE_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -13,7 +13,7 @@ ifeq ($(SAN),1)
   KHEADERS :=
 else
   CC := musl-gcc
-  OUT := build
+  OUT ?= build
   VFLAV := musl
   BUILD_TYPE := release
   MODE_CFLAGS := -O2 -ffunction-sections -fdata-sections
@@ -30,11 +30,13 @@ CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -I. -I$(OUT)/gen -isystem $(VENDOR)/inc
           $(MODE_CFLAGS) -MMD -MP $(EXTRA_CFLAGS)
 LDLIBS := -L$(VENDOR)/lib -lnghttp2 -lbearssl -lcjson -lpthread -lm
 
-PKG_SRCS := $(filter-out %_test.c %_fuzz.c,$(wildcard pkg/*/*.c))
+# ONLY="base buf ev" restricts the library to some modules (for work on one module at a time).
+ONLY ?= $(notdir $(wildcard pkg/*))
+PKG_SRCS := $(filter-out %_test.c %_fuzz.c,$(foreach m,$(ONLY),$(wildcard pkg/$(m)/*.c)))
 CMD_SRCS := $(wildcard cmd/*.c)
 PKG_OBJS := $(PKG_SRCS:%.c=$(OUT)/obj/%.o)
 CMD_OBJS := $(CMD_SRCS:%.c=$(OUT)/obj/%.o) $(OUT)/obj/ambient.o
-MODULES := $(notdir $(wildcard pkg/*))
+MODULES := $(ONLY)
 TEST_BINS := $(foreach m,$(MODULES),$(if $(wildcard pkg/$(m)/*_test.c),$(OUT)/test/$(m)_test))
 FUZZ_SRCS := $(wildcard pkg/*/*_fuzz.c)
 FUZZ_NAMES := $(basename $(notdir $(FUZZ_SRCS)))
