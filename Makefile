@@ -43,6 +43,7 @@ FUZZ_NAMES := $(basename $(notdir $(FUZZ_SRCS)))
 REPLAY_BINS := $(FUZZ_NAMES:%=$(OUT)/fuzz/%_replay)
 
 .SECONDEXPANSION:
+.SECONDARY:
 .PHONY: all vendor unit replay test check fuzz bench deps clean distclean FORCE
 all: $(OUT)/ambient
 
