@@ -25,9 +25,10 @@ void buf_fini(struct buf *b);
 /* Drops all content, keeps the allocation. */
 void buf_reset(struct buf *b);
 
+/* Pointer arithmetic on a never-allocated (NULL) buffer is undefined, hence the checks. */
 static inline const uint8_t *buf_rptr(const struct buf *b)
 {
-	return b->data + b->rd;
+	return b->data ? b->data + b->rd : b->data;
 }
 static inline size_t buf_len(const struct buf *b)
 {
@@ -35,7 +36,7 @@ static inline size_t buf_len(const struct buf *b)
 }
 static inline uint8_t *buf_wptr(struct buf *b)
 {
-	return b->data + b->wr;
+	return b->data ? b->data + b->wr : b->data;
 }
 static inline size_t buf_wspace(const struct buf *b)
 {

@@ -1,0 +1,196 @@
+/* Tests for the admin HTTP server: routing, limits, pipelining, query decoding. */
+#include "pkg/admin/admin.h"
+#include "test/unit.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct client {
+	const struct net_addr *addr;
+	const char *req;
+	size_t req_len;
+	char resp[65536];
+	size_t resp_len;
+	atomic_bool done;
+};
+
+/* Sends one raw request blob and reads until the server closes (or 5 s idle). */
+static void *client_main(void *arg)
+{
+	struct client *c = arg;
+	struct errbuf eb;
+	int fd = net_connect_timeout(c->addr, 5000, NULL, &eb);
+	struct timeval tv = {.tv_sec = 5};
+
+	if (fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		for (size_t off = 0; off < c->req_len;) {
+			ssize_t n = send(fd, c->req + off, c->req_len - off, MSG_NOSIGNAL);
+			if (n <= 0)
+				break;
+			off += (size_t)n;
+		}
+		for (;;) {
+			ssize_t n = recv(fd, c->resp + c->resp_len,
+					 sizeof(c->resp) - 1 - c->resp_len, 0);
+			if (n <= 0)
+				break;
+			c->resp_len += (size_t)n;
+		}
+		close(fd);
+	}
+	c->resp[c->resp_len] = '\0';
+	atomic_store(&c->done, true);
+	return NULL;
+}
+
+static void hello(const struct admin_request *req, struct admin_response *r, void *arg)
+{
+	char who[64];
+
+	(void)arg;
+	if (!admin_query_get(req->query, "who", who, sizeof(who)))
+		snprintf(who, sizeof(who), "nobody");
+	admin_printf(r, "hello %s (%zu body bytes)\n", who, req->body.n);
+}
+
+/* Runs the loop until the client thread finishes. */
+static void exchange(struct ev_loop *loop, struct admin_server *s, const char *req, size_t len,
+		     struct client *c)
+{
+	pthread_t t;
+
+	memset(c, 0, sizeof(*c));
+	c->addr = admin_bound_addr(s, 0);
+	c->req = req;
+	c->req_len = len;
+	pthread_create(&t, NULL, client_main, c);
+	while (!atomic_load(&c->done))
+		ev_loop_run_once(loop, 50);
+	pthread_join(t, NULL);
+}
+
+static struct admin_server *start(struct ev_loop **loop)
+{
+	struct errbuf eb;
+	struct admin_server *s;
+
+	*loop = ev_loop_new(&eb);
+	s = admin_server_new(*loop, "test", NULL, &eb);
+	admin_route(s, "/hello", ADMIN_GET | ADMIN_POST, hello, NULL);
+	if (admin_listen(s, "127.0.0.1:0", &eb) < 0)
+		unit_fail(__FILE__, __LINE__, "listen: %s", eb.msg);
+	return s;
+}
+
+#define REQ(s) s, sizeof(s) - 1
+
+TEST(admin_routes_and_decodes_query)
+{
+	struct ev_loop *loop;
+	struct admin_server *s = start(&loop);
+	static struct client c;
+
+	exchange(loop, s, REQ("GET /hello?who=a%20b+c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+		 &c);
+	CHECK_CONTAINS(c.resp, "HTTP/1.1 200 OK\r\n");
+	CHECK_CONTAINS(c.resp, "\r\n\r\nhello a b c (0 body bytes)\n");
+	CHECK_CONTAINS(c.resp, "Content-Length: 27\r\n");
+	admin_server_free(s);
+	ev_loop_free(loop);
+}
+
+TEST(admin_unknown_path_and_wrong_method)
+{
+	struct ev_loop *loop;
+	struct admin_server *s = start(&loop);
+	static struct client c;
+
+	exchange(loop, s, REQ("GET /nope HTTP/1.1\r\nHost: x\r\n\r\nDELETE /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+		 &c);
+	CHECK_CONTAINS(c.resp, "HTTP/1.1 404 Not Found\r\n");
+	CHECK_CONTAINS(c.resp, "no such endpoint: /nope\n");
+	CHECK_CONTAINS(c.resp, "HTTP/1.1 405 Method Not Allowed\r\n");
+	CHECK_CONTAINS(c.resp, "allow: GET, HEAD, POST\r\n");
+	admin_server_free(s);
+	ev_loop_free(loop);
+}
+
+TEST(admin_pipelined_requests_answer_in_order)
+{
+	struct ev_loop *loop;
+	struct admin_server *s = start(&loop);
+	static struct client c;
+	const char *a;
+	const char *b;
+
+	exchange(loop, s,
+		 REQ("GET /hello?who=first HTTP/1.1\r\nHost: x\r\n\r\n"
+		     "POST /hello?who=second HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+		     "HEAD /hello?who=third HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+		 &c);
+	a = strstr(c.resp, "hello first");
+	b = strstr(c.resp, "hello second (3 body bytes)");
+	REQUIRE(a && b);
+	CHECK(a < b);
+	/* HEAD gets headers only. */
+	CHECK(strstr(c.resp, "hello third") == NULL);
+	CHECK_INT(admin_bound_addr(s, 1) == NULL, 1);
+	admin_server_free(s);
+	ev_loop_free(loop);
+}
+
+TEST(admin_limits_map_to_status_codes)
+{
+	struct ev_loop *loop;
+	struct admin_server *s = start(&loop);
+	static struct client c;
+	static char big[40000];
+	int n;
+	struct admin_stats st;
+
+	n = snprintf(big, sizeof(big), "GET /hello HTTP/1.1\r\nHost: x\r\nX-Big: ");
+	memset(big + n, 'a', 20000);
+	memcpy(big + n + 20000, "\r\n\r\n", 4);
+	exchange(loop, s, big, (size_t)n + 20004, &c);
+	CHECK_CONTAINS(c.resp, "HTTP/1.1 431 ");
+	CHECK_CONTAINS(c.resp, "connection: close\r\n");
+
+	exchange(loop, s, REQ("POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n"),
+		 &c);
+	CHECK_CONTAINS(c.resp, "HTTP/1.1 413 ");
+
+	exchange(loop, s, REQ("GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+		 &c);
+	CHECK_CONTAINS(c.resp, "HTTP/1.1 400 ");
+	CHECK_CONTAINS(c.resp, "Transfer-Encoding");
+
+	exchange(loop, s, REQ("GET http://x/hello HTTP/1.1\r\nHost: x\r\n\r\n"), &c);
+	CHECK_CONTAINS(c.resp, "HTTP/1.1 400 ");
+
+	/* Still serving. */
+	exchange(loop, s, REQ("GET /hello HTTP/1.0\r\n\r\n"), &c);
+	CHECK_CONTAINS(c.resp, "HTTP/1.1 200 OK");
+	admin_get_stats(s, &st);
+	CHECK_INT(st.bad_requests, 3);
+	admin_server_free(s);
+	ev_loop_free(loop);
+}
+
+TEST(admin_query_get_edge_cases)
+{
+	char out[16];
+	struct slice q = http1_s("a=1&level=debug&empty=&flag&bad=%zz&long=0123456789abcdefXYZ");
+
+	CHECK(admin_query_get(q, "level", out, sizeof(out)));
+	CHECK_STR(out, "debug");
+	CHECK(admin_query_get(q, "empty", out, sizeof(out)));
+	CHECK_STR(out, "");
+	CHECK(admin_query_get(q, "flag", out, sizeof(out)));
+	CHECK(!admin_query_get(q, "bad", out, sizeof(out)));
+	CHECK(!admin_query_get(q, "long", out, sizeof(out)));
+	CHECK(!admin_query_get(q, "lev", out, sizeof(out)));
+	CHECK(!admin_query_get(http1_s("x=%00"), "x", out, sizeof(out)));
+}
