@@ -19,7 +19,8 @@ static int cmd_help(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 
 static const struct subcommand subcommands[] = {
-	{"ztunnel", cmd_ztunnel, "per-node L4 proxy: HBONE mTLS tunnels, identity, L4 authorization"},
+	{"ztunnel", cmd_ztunnel,
+	 "per-node L4 proxy: HBONE mTLS tunnels, identity, L4 authorization"},
 	{"waypoint", cmd_waypoint, "L7 proxy: HTTP routing, L7 authorization, request telemetry"},
 	{"cni", cmd_cni, "traffic redirection and workload enrollment"},
 	{"ca", cmd_ca, "certificate authority; serves the mesh config"},

@@ -5,7 +5,8 @@
 
 static int not_implemented(const char *name, const char *issue)
 {
-	fprintf(stderr, "ambient %s: not implemented yet (tracked in the '%s' issue)\n", name, issue);
+	fprintf(stderr, "ambient %s: not implemented yet (tracked in the '%s' issue)\n", name,
+		issue);
 	return 1;
 }
 
@@ -35,11 +36,4 @@ int cmd_ctl(int argc, char **argv)
 	(void)argc;
 	(void)argv;
 	return not_implemented("ctl", "ctl");
-}
-
-int cmd_ztunnel(int argc, char **argv)
-{
-	(void)argc;
-	(void)argv;
-	return not_implemented("ztunnel", "ztunnel");
 }

@@ -9,7 +9,8 @@
 
 typedef void (*unit_fn)(void);
 void unit_register(const char *name, unit_fn fn, const char *file);
-void unit_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void unit_fail(const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* Failures recorded so far in the running test (for REQUIRE). */
 int unit_current_failures(void);
 /* A fresh directory for this test under $TMPDIR, removed after the run. */
@@ -46,7 +47,7 @@ const char *unit_tmpdir(void);
 	do {                                                                                       \
 		const char *a_ = (a), *b_ = (b);                                                   \
 		if (!a_ || !b_ || strcmp(a_, b_) != 0)                                             \
-			unit_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b,         \
+			unit_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b,        \
 				  a_ ? a_ : "(null)", b_ ? b_ : "(null)");                         \
 	} while (0)
 /* Substring check, for error messages. */
@@ -54,13 +55,13 @@ const char *unit_tmpdir(void);
 	do {                                                                                       \
 		const char *h_ = (hay), *n_ = (needle);                                            \
 		if (!h_ || !strstr(h_, n_))                                                        \
-			unit_fail(__FILE__, __LINE__, "\"%s\" does not contain \"%s\"",             \
+			unit_fail(__FILE__, __LINE__, "\"%s\" does not contain \"%s\"",            \
 				  h_ ? h_ : "(null)", n_);                                         \
 	} while (0)
 #define CHECK_MEM(a, b, n)                                                                         \
 	do {                                                                                       \
 		if (memcmp((a), (b), (n)) != 0)                                                    \
-			unit_fail(__FILE__, __LINE__, "memory %s != %s (%zu bytes)", #a, #b,        \
+			unit_fail(__FILE__, __LINE__, "memory %s != %s (%zu bytes)", #a, #b,       \
 				  (size_t)(n));                                                    \
 	} while (0)
 

@@ -182,9 +182,9 @@ static void queue_response(struct conn *c, struct admin_response *r, bool close_
 	size_t nf = 0;
 	size_t before = buf_len(&c->out);
 
-	f[nf++] = (struct http1_field){http1_s("content-type"),
-				       http1_s(r->content_type ? r->content_type
-							       : "text/plain; charset=utf-8")};
+	f[nf++] = (struct http1_field){
+		http1_s("content-type"),
+		http1_s(r->content_type ? r->content_type : "text/plain; charset=utf-8")};
 	f[nf++] = (struct http1_field){http1_s("cache-control"), http1_s("no-store")};
 	for (size_t i = 0; i < r->nheaders && nf < ARRAY_LEN(f) - 1; i++)
 		f[nf++] = r->headers[i];

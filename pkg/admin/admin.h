@@ -33,13 +33,13 @@ enum admin_method_mask {
 };
 
 struct admin_opts {
-	unsigned max_conns;	 /* concurrent connections (default 64); more are closed at once */
-	uint64_t idle_ms;	 /* idle/keep-alive timeout (default 30 s) */
-	uint32_t max_head;	 /* request head bytes (default 16 KiB) -> 431 */
-	uint32_t max_line;	 /* request line bytes (default 4 KiB) -> 414 */
-	uint32_t max_fields;	 /* header lines (default 64) -> 431 */
-	uint64_t max_body;	 /* request body bytes (default 64 KiB) -> 413 */
-	size_t max_response;	 /* response body bytes (default 64 MiB) -> 500 */
+	unsigned max_conns;  /* concurrent connections (default 64); more are closed at once */
+	uint64_t idle_ms;    /* idle/keep-alive timeout (default 30 s) */
+	uint32_t max_head;   /* request head bytes (default 16 KiB) -> 431 */
+	uint32_t max_line;   /* request line bytes (default 4 KiB) -> 414 */
+	uint32_t max_fields; /* header lines (default 64) -> 431 */
+	uint64_t max_body;   /* request body bytes (default 64 KiB) -> 413 */
+	size_t max_response; /* response body bytes (default 64 MiB) -> 500 */
 };
 
 struct admin_request {
@@ -85,7 +85,8 @@ int admin_route(struct admin_server *s, const char *path, unsigned methods, admi
 		void *arg);
 
 /* Helpers for handlers. */
-int admin_printf(struct admin_response *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int admin_printf(struct admin_response *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 /* Sets status and a one-line plain-text body ending in "\n". */
 void admin_error(struct admin_response *r, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -93,7 +93,8 @@ TEST(admin_routes_and_decodes_query)
 	struct admin_server *s = start(&loop);
 	static struct client c;
 
-	exchange(loop, s, REQ("GET /hello?who=a%20b+c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+	exchange(loop, s,
+		 REQ("GET /hello?who=a%20b+c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
 		 &c);
 	CHECK_CONTAINS(c.resp, "HTTP/1.1 200 OK\r\n");
 	CHECK_CONTAINS(c.resp, "\r\n\r\nhello a b c (0 body bytes)\n");
@@ -108,7 +109,9 @@ TEST(admin_unknown_path_and_wrong_method)
 	struct admin_server *s = start(&loop);
 	static struct client c;
 
-	exchange(loop, s, REQ("GET /nope HTTP/1.1\r\nHost: x\r\n\r\nDELETE /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+	exchange(loop, s,
+		 REQ("GET /nope HTTP/1.1\r\nHost: x\r\n\r\nDELETE /hello HTTP/1.1\r\nHost: "
+		     "x\r\nConnection: close\r\n\r\n"),
 		 &c);
 	CHECK_CONTAINS(c.resp, "HTTP/1.1 404 Not Found\r\n");
 	CHECK_CONTAINS(c.resp, "no such endpoint: /nope\n");
@@ -162,7 +165,9 @@ TEST(admin_limits_map_to_status_codes)
 		 &c);
 	CHECK_CONTAINS(c.resp, "HTTP/1.1 413 ");
 
-	exchange(loop, s, REQ("GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+	exchange(loop, s,
+		 REQ("GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: "
+		     "chunked\r\n\r\n"),
 		 &c);
 	CHECK_CONTAINS(c.resp, "HTTP/1.1 400 ");
 	CHECK_CONTAINS(c.resp, "Transfer-Encoding");

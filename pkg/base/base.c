@@ -142,27 +142,31 @@ _Noreturn void die(const char *fmt, ...)
 	abort();
 }
 
-static void *oom(size_t n)
-{
-	die("out of memory allocating %zu bytes", n);
-}
-
 void *xmalloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);
-	return p ? p : oom(n);
+
+	if (!p)
+		die("out of memory allocating %zu bytes", n);
+	return p;
 }
 
 void *xcalloc(size_t count, size_t size)
 {
 	void *p = calloc(count ? count : 1, size ? size : 1);
-	return p ? p : oom(count * size);
+
+	if (!p)
+		die("out of memory allocating %zu x %zu bytes", count, size);
+	return p;
 }
 
 void *xrealloc(void *p, size_t n)
 {
 	void *q = realloc(p, n ? n : 1);
-	return q ? q : oom(n);
+
+	if (!q)
+		die("out of memory reallocating to %zu bytes", n);
+	return q;
 }
 
 char *xstrdup(const char *s)

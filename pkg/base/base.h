@@ -17,13 +17,13 @@ enum err {
 	E_PARSE,    /* malformed syntax */
 	E_PROTO,    /* protocol violation by the peer */
 	E_LIMIT,    /* a configured size or count limit was exceeded */
-	E_IO,       /* an I/O syscall failed (see errno in the errbuf text) */
+	E_IO,	    /* an I/O syscall failed (see errno in the errbuf text) */
 	E_AGAIN,    /* would block; try again when ready */
 	E_TIMEOUT,  /* a deadline passed */
 	E_CLOSED,   /* the peer closed */
 	E_NOTFOUND, /* no such item */
 	E_EXIST,    /* item already exists */
-	E_PERM,     /* not permitted */
+	E_PERM,	    /* not permitted */
 	E_DENIED,   /* refused by policy */
 	E_STATE,    /* call not valid in the current state */
 	E_UNSUPP,   /* not supported */
@@ -125,8 +125,8 @@ void log_set_fd(int fd);
 bool log_enabled(enum log_level l);
 void log_write(enum log_level l, const char *msg, const struct log_field *f, size_t nf);
 /* Renders one line (no trailing newline) into out; returns its length (truncated to cap-1). */
-size_t log_format_line(char *out, size_t cap, enum log_format fmt, int64_t now_ms,
-		       enum log_level l, const char *msg, const struct log_field *f, size_t nf);
+size_t log_format_line(char *out, size_t cap, enum log_format fmt, int64_t now_ms, enum log_level l,
+		       const char *msg, const struct log_field *f, size_t nf);
 
 /* The leading empty field keeps the array non-empty when no fields are given. */
 #define LOG_AT(lvl, msg, ...)                                                                      \

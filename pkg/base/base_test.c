@@ -58,14 +58,18 @@ TEST(secure_wipe_zeroes)
 TEST(log_text_quotes_values_that_need_it)
 {
 	char line[512];
-	struct log_field f[] = {LF_STR("source", "/etc/mesh.json"), LF_STR("error", "bad \"x\" = y"),
-				LF_U64("version", 3), LF_I64("delta", -2), LF_BOOL("ok", true),
+	struct log_field f[] = {LF_STR("source", "/etc/mesh.json"),
+				LF_STR("error", "bad \"x\" = y"),
+				LF_U64("version", 3),
+				LF_I64("delta", -2),
+				LF_BOOL("ok", true),
 				LF_STR("empty", "")};
 	log_format_line(line, sizeof(line), LOG_FMT_TEXT, 1700000000123, LOG_WARN, "config reload",
 			f, ARRAY_LEN(f));
-	CHECK_STR(line, "2023-11-14T22:13:20.123Z level=warn msg=\"config reload\" "
-			"source=/etc/mesh.json error=\"bad \\\"x\\\" = y\" version=3 delta=-2 ok=true "
-			"empty=\"\"");
+	CHECK_STR(line,
+		  "2023-11-14T22:13:20.123Z level=warn msg=\"config reload\" "
+		  "source=/etc/mesh.json error=\"bad \\\"x\\\" = y\" version=3 delta=-2 ok=true "
+		  "empty=\"\"");
 }
 
 TEST(log_json_escapes_control_bytes)
@@ -80,8 +84,8 @@ TEST(log_json_escapes_control_bytes)
 TEST(log_format_truncates_safely)
 {
 	char line[16];
-	size_t n = log_format_line(line, sizeof(line), LOG_FMT_TEXT, 0, LOG_INFO, "long message", NULL,
-				   0);
+	size_t n = log_format_line(line, sizeof(line), LOG_FMT_TEXT, 0, LOG_INFO, "long message",
+				   NULL, 0);
 	CHECK_INT(n, 15);
 	CHECK_INT(strlen(line), 15);
 }

@@ -167,8 +167,8 @@ static void put_field_value(struct out *o, enum log_format fmt, const struct log
 	}
 }
 
-size_t log_format_line(char *buf, size_t cap, enum log_format fmt, int64_t now_ms,
-		       enum log_level l, const char *msg, const struct log_field *f, size_t nf)
+size_t log_format_line(char *buf, size_t cap, enum log_format fmt, int64_t now_ms, enum log_level l,
+		       const char *msg, const struct log_field *f, size_t nf)
 {
 	struct out o = {.p = buf, .cap = cap, .n = 0};
 
@@ -211,7 +211,8 @@ void log_write(enum log_level l, const char *msg, const struct log_field *f, siz
 	char line[4096];
 	size_t n;
 
-	n = log_format_line(line, sizeof(line) - 1, log_get_format(), time_real_ms(), l, msg, f, nf);
+	n = log_format_line(line, sizeof(line) - 1, log_get_format(), time_real_ms(), l, msg, f,
+			    nf);
 	line[n++] = '\n';
 	/* One write per line keeps lines from different threads whole. */
 	if (write(atomic_load(&g_fd), line, n) < 0) {

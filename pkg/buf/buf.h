@@ -1,4 +1,5 @@
-/* The one buffer type for socket I/O: a bounded, growable byte queue with read and write cursors. */
+/* The one buffer type for socket I/O: a bounded, growable byte queue with read and write cursors.
+ */
 #ifndef AMBIENT_BUF_H
 #define AMBIENT_BUF_H
 

@@ -245,7 +245,7 @@ static char *text_build(const struct metrics_family *f, const char *key, size_t 
 		cap += strlen(f->labels[i]) + 4;
 	text = xmalloc(cap);
 	for (size_t i = 0; i < f->nlabels; i++) {
-		const char *sep = memchr(p, '\xff', (size_t)(end - p));
+		const char *sep = memchr(p, 0xff, (size_t)(end - p));
 		size_t vn = sep ? (size_t)(sep - p) : (size_t)(end - p);
 		size_t ln = strlen(f->labels[i]);
 		if (i > 0)
