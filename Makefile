@@ -1,5 +1,5 @@
 # ambient: one static binary. `make` (musl, static, stripped), `make SAN=1` (glibc + ASan/UBSan),
-# `make test`, `make check`, `make fuzz`, `make bench`, `make deps`.
+# `make test`, `make check`, `make fuzz`, `make deps`. (`make bench` arrives with the data plane.)
 
 SAN ?= 0
 ifeq ($(SAN),1)
@@ -44,7 +44,7 @@ REPLAY_BINS := $(FUZZ_NAMES:%=$(OUT)/fuzz/%_replay)
 
 .SECONDEXPANSION:
 .SECONDARY:
-.PHONY: all vendor unit replay test check fuzz bench deps clean distclean FORCE
+.PHONY: all vendor unit replay test check fuzz deps clean distclean FORCE
 all: $(OUT)/ambient
 
 deps:
@@ -67,7 +67,7 @@ $(OUT)/obj/%.o: %.c $(VENDOR_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(OUT)/obj/ambient.o: $(OUT)/gen/version.h
+$(CMD_OBJS): $(OUT)/gen/version.h
 
 $(OUT)/libambient.a: $(PKG_OBJS)
 	@mkdir -p $(@D)
@@ -100,9 +100,6 @@ check:
 
 fuzz:
 	sh scripts/fuzz.sh $(FUZZ_TIME)
-
-bench:
-	sh bench/run.sh
 
 clean:
 	rm -rf build

@@ -32,8 +32,15 @@ struct route {
 	void *arg;
 };
 
+struct admin_pending {
+	struct conn *c;
+	admin_cancel_fn cancel;
+	void *arg;
+};
+
 struct conn {
 	struct admin_server *srv;
+	struct admin_pending *pending; /* a deferred response is outstanding */
 	struct conn *next;
 	struct conn *prev;
 	struct ev_io io;
@@ -261,6 +268,7 @@ static void dispatch(struct conn *c, const struct http1_msg *msg)
 		.msg = msg,
 		.body = {buf_rptr(&c->body), buf_len(&c->body)},
 		.peer = &c->peer,
+		.conn = c,
 	};
 	const struct route *rt = find_route(s, c->path, c->query_off);
 	char allow[64];
@@ -275,6 +283,12 @@ static void dispatch(struct conn *c, const struct http1_msg *msg)
 		r.headers[r.nheaders++] = (struct http1_field){http1_s("allow"), http1_s(allow)};
 	} else {
 		rt->fn(&req, &r, rt->arg);
+		if (c->pending) {
+			/* Answered later by admin_pending_respond(). */
+			ev_timer_del(s->loop, &c->idle);
+			buf_fini(&r.body);
+			return;
+		}
 	}
 	queue_response(c, &r, !c->keep_alive);
 	buf_fini(&r.body);
@@ -307,7 +321,7 @@ static bool on_head(struct conn *c, const struct http1_msg *m)
 /* Parses and answers as many complete requests as the input holds. */
 static void process_input(struct conn *c)
 {
-	while (!c->closing && buf_len(&c->out) < OUT_HIGH) {
+	while (!c->closing && !c->pending && buf_len(&c->out) < OUT_HIGH) {
 		struct http1_event ev;
 		int n = http1_parser_push(&c->parser, buf_rptr(&c->in), buf_len(&c->in), &ev);
 
@@ -352,6 +366,13 @@ static void conn_close(struct conn *c)
 {
 	struct admin_server *s = c->srv;
 
+	if (c->pending) {
+		struct admin_pending *p = c->pending;
+		c->pending = NULL;
+		if (p->cancel)
+			p->cancel(p, p->arg);
+		free(p);
+	}
 	ev_io_stop(s->loop, &c->io);
 	ev_timer_del(s->loop, &c->idle);
 	close(c->io.fd);
@@ -410,7 +431,10 @@ static void conn_update(struct conn *c)
 {
 	unsigned want = 0;
 
-	if (c->lingering || (!c->closing && buf_len(&c->out) < OUT_HIGH))
+	/* A pending long-poll still reads, to notice the client leaving (EOF); a full input buffer
+	 * stops reading until requests are consumed. */
+	if (c->lingering ||
+	    (!c->closing && buf_len(&c->out) < OUT_HIGH && buf_len(&c->in) < c->in.max))
 		want |= EV_READ;
 	if (buf_len(&c->out))
 		want |= EV_WRITE;
@@ -534,6 +558,37 @@ int admin_listen(struct admin_server *s, const char *addr, struct errbuf *eb)
 	}
 	s->nlisteners++;
 	return 0;
+}
+
+/* ---- deferred responses -------------------------------------------------------------------- */
+
+struct admin_pending *admin_defer(const struct admin_request *req, admin_cancel_fn cancel,
+				  void *arg)
+{
+	struct conn *c = req->conn;
+	struct admin_pending *p;
+
+	if (!c || c->pending)
+		return NULL;
+	p = xcalloc(1, sizeof(*p));
+	p->c = c;
+	p->cancel = cancel;
+	p->arg = arg;
+	c->pending = p;
+	return p;
+}
+
+void admin_pending_respond(struct admin_pending *p, struct admin_response *r)
+{
+	struct conn *c = p->c;
+
+	c->pending = NULL;
+	free(p);
+	queue_response(c, r, !c->keep_alive);
+	ev_timer_add(c->srv->loop, &c->idle, c->srv->opts.idle_ms);
+	process_input(c);
+	if (flush(c))
+		conn_update(c);
 }
 
 /* ---- query strings ---------------------------------------------------------------------------

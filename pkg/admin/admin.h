@@ -49,6 +49,7 @@ struct admin_request {
 	const struct http1_msg *msg;
 	struct slice body;
 	const struct net_addr *peer;
+	void *conn; /* private: the connection, for admin_defer() */
 };
 
 struct admin_response {
@@ -83,6 +84,20 @@ void admin_stop_listening(struct admin_server *s);
  * earlier ones. 0 or -E_LIMIT. */
 int admin_route(struct admin_server *s, const char *path, unsigned methods, admin_handler_fn fn,
 		void *arg);
+
+/*
+ * Deferred responses (long-polls): a handler calls admin_defer() instead of filling the response,
+ * keeps the handle and answers later, on the server's loop thread, with admin_pending_respond().
+ * While a response is pending the connection reads no further requests and has no idle timeout
+ * (the owner applies its own, e.g. the long-poll's timeoutSeconds). If the client disconnects or
+ * the server is freed first, `cancel` runs and the handle is gone: the owner must drop it.
+ */
+struct admin_pending;
+typedef void (*admin_cancel_fn)(struct admin_pending *p, void *arg);
+struct admin_pending *admin_defer(const struct admin_request *req, admin_cancel_fn cancel,
+				  void *arg);
+/* Queues the response (r->body is copied; the caller still owns and frees r->body) and frees p. */
+void admin_pending_respond(struct admin_pending *p, struct admin_response *r);
 
 /* Helpers for handlers. */
 int admin_printf(struct admin_response *r, const char *fmt, ...)

@@ -199,3 +199,100 @@ TEST(admin_query_get_edge_cases)
 	CHECK(!admin_query_get(q, "lev", out, sizeof(out)));
 	CHECK(!admin_query_get(http1_s("x=%00"), "x", out, sizeof(out)));
 }
+
+struct lp {
+	struct admin_pending *p;
+	int cancelled;
+};
+
+static void lp_cancel(struct admin_pending *p, void *arg)
+{
+	struct lp *lp = arg;
+
+	(void)p;
+	lp->p = NULL;
+	lp->cancelled++;
+}
+
+static void lp_handler(const struct admin_request *req, struct admin_response *r, void *arg)
+{
+	struct lp *lp = arg;
+
+	(void)r;
+	lp->p = admin_defer(req, lp_cancel, lp);
+}
+
+TEST(admin_deferred_response_and_pipelining_after_it)
+{
+	struct ev_loop *loop;
+	struct admin_server *s = start(&loop);
+	static struct client c;
+	struct lp lp = {0};
+	pthread_t t;
+	const char *a;
+	const char *b;
+
+	admin_route(s, "/wait", ADMIN_GET, lp_handler, &lp);
+	memset(&c, 0, sizeof(c));
+	c.addr = admin_bound_addr(s, 0);
+	c.req = "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n"
+		"GET /hello?who=after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	c.req_len = strlen(c.req);
+	pthread_create(&t, NULL, client_main, &c);
+	while (!lp.p)
+		ev_loop_run_once(loop, 50);
+	/* Nothing is answered while the first response is pending. */
+	for (int i = 0; i < 5; i++)
+		ev_loop_run_once(loop, 10);
+	CHECK_INT(c.resp_len, 0);
+	{
+		struct admin_response r = {.status = 200};
+		buf_init(&r.body, 0);
+		admin_printf(&r, "changed\n");
+		admin_pending_respond(lp.p, &r);
+		buf_fini(&r.body);
+		lp.p = NULL;
+	}
+	while (!atomic_load(&c.done))
+		ev_loop_run_once(loop, 50);
+	pthread_join(t, NULL);
+	a = strstr(c.resp, "changed\n");
+	b = strstr(c.resp, "hello after");
+	REQUIRE(a && b);
+	CHECK(a < b);
+	CHECK_INT(lp.cancelled, 0);
+	admin_server_free(s);
+	ev_loop_free(loop);
+}
+
+TEST(admin_deferred_cancelled_when_client_leaves)
+{
+	struct ev_loop *loop;
+	struct admin_server *s = start(&loop);
+	struct lp lp = {0};
+	struct errbuf eb;
+	int fd;
+	static const char req[] = "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n";
+
+	admin_route(s, "/wait", ADMIN_GET, lp_handler, &lp);
+	fd = net_connect_timeout(admin_bound_addr(s, 0), 5000, NULL, &eb);
+	REQUIRE(fd >= 0);
+	REQUIRE(send(fd, req, sizeof(req) - 1, 0) == (ssize_t)sizeof(req) - 1);
+	while (!lp.p)
+		ev_loop_run_once(loop, 50);
+	close(fd);
+	for (int i = 0; i < 200 && !lp.cancelled; i++)
+		ev_loop_run_once(loop, 20);
+	CHECK_INT(lp.cancelled, 1);
+	CHECK(lp.p == NULL);
+	/* Freeing the server with a pending response cancels it too. */
+	fd = net_connect_timeout(admin_bound_addr(s, 0), 5000, NULL, &eb);
+	REQUIRE(fd >= 0);
+	REQUIRE(send(fd, req, sizeof(req) - 1, 0) == (ssize_t)sizeof(req) - 1);
+	while (!lp.p)
+		ev_loop_run_once(loop, 50);
+	admin_server_free(s);
+	CHECK_INT(lp.cancelled, 2);
+	close(fd);
+	ev_loop_free(loop);
+}
