@@ -3,15 +3,20 @@
 #define AMBIENT_CONFIG_H
 
 #include "pkg/base/base.h"
+#include "pkg/buf/buf.h"
+#include "pkg/json/json.h"
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /*
  * CONTRACT (used by watch, admin and cmd/; keep these signatures):
  *
  *   struct config *c = config_parse("mesh.json", text, len, version, &errs);
- *   if (!c)  -> every problem is in errs, one line each: "mesh.json: .services[2].ports.\"70000\": port out of range 1..65535"
- *   config_ref(c) / config_unref(c)   refcount is atomic; snapshots are shared across threads.
+ *   if (!c)  -> every problem is in errs, one line each: "mesh.json: .services[2].ports.\"70000\":
+ * port out of range 1..65535" config_ref(c) / config_unref(c)   refcount is atomic; snapshots are
+ * shared across threads.
  *
  * A snapshot is immutable after config_parse returns.
  */
@@ -26,5 +31,341 @@ void config_unref(struct config *c);
 uint64_t config_version(const struct config *c);
 const char *config_etag(const struct config *c);
 const char *config_source(const struct config *c);
+
+/*
+ * ---- errors and warnings ---------------------------------------------------------------------
+ * Parsing collects every problem; nothing stops at the first one (except a JSON syntax error,
+ * after which there is no document to check). Lines look like
+ *
+ *   mesh.json:3:14: invalid JSON: trailing comma before '}'           (syntax: file:line:col)
+ *   mesh.json: .workloads[0].nmae: unknown field (did you mean "name"?)
+ *   mesh.json: .services[2].ports."70000": port out of range 1..65535
+ *
+ * Errors reject the document (config_parse returns NULL). Warnings do not: they describe a legal
+ * but probably unintended config (a service no workload serves, a policy nobody references) and
+ * are kept in the snapshot (config_warnings) so /config_dump and `ambient ctl` can show them.
+ * docs/config.md lists every check and says which kind it is.
+ */
+struct config_parse_opts {
+	size_t max_bytes;	  /* 0 = CONFIG_MAX_BYTES */
+	struct errlist *warnings; /* if set, receives the warnings too, even when parsing fails */
+};
+#define CONFIG_MAX_BYTES ((size_t)64 << 20)
+#define CONFIG_MAX_DEPTH 32u
+/* At most this many error lines are listed; one more line says how many were left out. */
+#define CONFIG_MAX_ERRORS 100
+
+struct config *config_parse_ex(const char *source_name, const char *text, size_t len,
+			       uint64_t version, const struct config_parse_opts *opts,
+			       struct errlist *errs);
+/* The snapshot's warnings, same line format as errors. */
+const char *const *config_warnings(const struct config *c, size_t *n);
+
+/*
+ * ---- the model -------------------------------------------------------------------------------
+ * Field names follow ztunnel's local config (camelCase there, snake_case here). Every pointer
+ * below points into the snapshot and is valid while a reference to it is held; nothing may be
+ * modified. Optional strings are "" when absent (never NULL); defaults are already applied.
+ */
+
+/* An IP address; v4 in addr[0..3]. IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are stored as v4. */
+struct config_ip {
+	int family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+};
+#define CONFIG_IP_STRLEN 46 /* INET6_ADDRSTRLEN */
+
+struct config_cidr {
+	struct config_ip ip; /* host bits cleared */
+	uint8_t prefix;	     /* a bare address means /32 or /128 */
+};
+
+/* "network/IP" ("/10.96.0.10" is the default network). */
+struct config_netaddr {
+	const char *network;
+	struct config_ip ip;
+};
+
+enum config_gateway_kind { CONFIG_GATEWAY_ADDRESS = 0, CONFIG_GATEWAY_HOSTNAME };
+
+/* GatewayAddress destination: "network/IP" if the part after the last '/' is an IP, else
+ * "namespace/hostname" (ztunnel tries the same order). */
+struct config_gateway_dest {
+	enum config_gateway_kind kind;
+	struct config_netaddr address; /* CONFIG_GATEWAY_ADDRESS */
+	const char *namespace;	       /* CONFIG_GATEWAY_HOSTNAME */
+	const char *hostname;
+};
+
+struct config_gateway {
+	bool present; /* false: no waypoint / gateway configured */
+	struct config_gateway_dest destination;
+	uint16_t hbone_mtls_port;
+};
+
+/* One "servicePort": targetPort pair. target_port 0 means "use the endpoint's own mapping". */
+struct config_port {
+	uint16_t service_port;
+	uint16_t target_port;
+};
+
+enum config_protocol { CONFIG_PROTOCOL_TCP = 0, CONFIG_PROTOCOL_HBONE };
+enum config_network_mode { CONFIG_NETWORK_MODE_STANDARD = 0, CONFIG_NETWORK_MODE_HOST_NETWORK };
+enum config_health { CONFIG_HEALTH_HEALTHY = 0, CONFIG_HEALTH_UNHEALTHY };
+enum config_app_tunnel_protocol { CONFIG_APP_TUNNEL_NONE = 0, CONFIG_APP_TUNNEL_PROXY };
+
+struct config_app_tunnel {
+	bool present;
+	enum config_app_tunnel_protocol protocol;
+	uint16_t port; /* 0 = not given */
+};
+
+struct config_locality {
+	const char *region;
+	const char *zone;
+	const char *subzone;
+};
+
+struct config_service;
+struct config_policy;
+
+/* One entry of a workload's "services" map: this workload is an endpoint of that service. */
+struct config_workload_service {
+	const char *key;       /* "namespace/hostname" as written */
+	const char *namespace; /* split from key */
+	const char *hostname;
+	struct config_port *ports; /* svcPort -> targetPort for this endpoint */
+	size_t n_ports;
+	const struct config_service *service; /* NULL when the top level has no "services" */
+};
+
+struct config_workload {
+	const char *uid; /* given, or derived (uid_derived) as "<clusterId>//v1/Pod/<ns>/<name>" */
+	bool uid_derived;
+	const char *name;
+	const char *namespace;
+	const char *service_account; /* default "default" */
+	const char *trust_domain;    /* default "cluster.local" */
+	const char *identity; /* "spiffe://<trustDomain>/ns/<namespace>/sa/<serviceAccount>" */
+	struct config_ip *workload_ips;
+	size_t n_workload_ips;
+	struct config_gateway waypoint;
+	struct config_gateway network_gateway;
+	enum config_protocol protocol; /* default TCP */
+	enum config_network_mode
+		network_mode; /* default Standard; HostNetwork IPs are not indexed */
+	const char *network;
+	const char *workload_name;
+	const char *workload_type;
+	const char *canonical_name;
+	const char *canonical_revision;
+	const char *hostname;
+	const char *node;
+	bool native_tunnel;
+	struct config_app_tunnel application_tunnel;
+	const char **authorization_policies; /* "namespace/name" as written */
+	size_t n_authorization_policies;
+	/* The same policies resolved, n_authorization_policies entries (all resolve, or the
+	 * document is rejected). */
+	const struct config_policy **policies;
+	enum config_health status; /* default Healthy */
+	const char *cluster_id;	   /* default "Kubernetes" */
+	struct config_locality locality;
+	struct config_workload_service *services;
+	size_t n_services;
+	uint32_t capacity; /* load-balancing weight, default 1 */
+	size_t index;	   /* position in "workloads" */
+};
+
+enum config_lb_scope {
+	CONFIG_LB_SCOPE_REGION = 0,
+	CONFIG_LB_SCOPE_ZONE,
+	CONFIG_LB_SCOPE_SUBZONE,
+	CONFIG_LB_SCOPE_NODE,
+	CONFIG_LB_SCOPE_CLUSTER,
+	CONFIG_LB_SCOPE_NETWORK,
+};
+enum config_lb_mode {
+	CONFIG_LB_MODE_STANDARD = 0,
+	CONFIG_LB_MODE_STRICT,
+	CONFIG_LB_MODE_FAILOVER,
+	CONFIG_LB_MODE_PASSTHROUGH,
+};
+enum config_lb_health_policy { CONFIG_LB_ONLY_HEALTHY = 0, CONFIG_LB_ALLOW_ALL };
+/* AUTOMATIC is the absence of the field. */
+enum config_ip_families {
+	CONFIG_IP_FAMILIES_AUTOMATIC = 0,
+	CONFIG_IP_FAMILIES_DUAL,
+	CONFIG_IP_FAMILIES_IPV4,
+	CONFIG_IP_FAMILIES_IPV6,
+};
+
+struct config_load_balancer {
+	bool present;
+	enum config_lb_scope *routing_preferences;
+	size_t n_routing_preferences;
+	enum config_lb_mode mode;		    /* default Standard */
+	enum config_lb_health_policy health_policy; /* default OnlyHealthy */
+};
+
+/* A workload serving a service, derived from the workloads' "services" maps. */
+struct config_endpoint {
+	const struct config_workload *workload;
+	const struct config_workload_service *ws; /* its port map for this service */
+};
+
+struct config_service {
+	const char *name;
+	const char *namespace;
+	const char *hostname;
+	const char *key; /* "namespace/hostname" */
+	struct config_netaddr *vips;
+	size_t n_vips;
+	struct config_port *ports; /* in document order */
+	size_t n_ports;
+	const char **subject_alt_names;
+	size_t n_subject_alt_names;
+	struct config_gateway waypoint;
+	struct config_load_balancer load_balancer;
+	enum config_ip_families ip_families;
+	bool canonical;
+	struct config_endpoint *endpoints; /* in workload order */
+	size_t n_endpoints;
+	size_t index; /* position in "services" */
+};
+
+enum config_policy_scope {
+	CONFIG_SCOPE_GLOBAL = 0,
+	CONFIG_SCOPE_NAMESPACE,
+	CONFIG_SCOPE_WORKLOAD_SELECTOR,
+};
+enum config_policy_action { CONFIG_ACTION_ALLOW = 0, CONFIG_ACTION_DENY };
+enum config_string_match_kind {
+	CONFIG_MATCH_EXACT = 0,
+	CONFIG_MATCH_PREFIX,
+	CONFIG_MATCH_SUFFIX,
+	CONFIG_MATCH_PRESENCE,
+};
+
+struct config_string_match {
+	enum config_string_match_kind kind;
+	const char *value; /* "" for PRESENCE */
+};
+
+struct config_sa_match {
+	const char *namespace;
+	const char *service_account;
+};
+
+/* One Match: every populated list must pass (positive: any element matches; not*: none does). */
+struct config_match {
+	struct config_string_match *namespaces;
+	size_t n_namespaces;
+	struct config_string_match *not_namespaces;
+	size_t n_not_namespaces;
+	struct config_sa_match *service_accounts;
+	size_t n_service_accounts;
+	struct config_sa_match *not_service_accounts;
+	size_t n_not_service_accounts;
+	struct config_string_match *principals;
+	size_t n_principals;
+	struct config_string_match *not_principals;
+	size_t n_not_principals;
+	struct config_cidr *source_ips;
+	size_t n_source_ips;
+	struct config_cidr *not_source_ips;
+	size_t n_not_source_ips;
+	struct config_cidr *destination_ips;
+	size_t n_destination_ips;
+	struct config_cidr *not_destination_ips;
+	size_t n_not_destination_ips;
+	uint16_t *destination_ports;
+	size_t n_destination_ports;
+	uint16_t *not_destination_ports;
+	size_t n_not_destination_ports;
+};
+
+/* rules = OR of rules; a rule = AND of clauses; a clause = OR of matches. */
+struct config_clause {
+	struct config_match *matches;
+	size_t n_matches;
+};
+struct config_rule {
+	struct config_clause *clauses;
+	size_t n_clauses;
+};
+
+struct config_policy {
+	const char *name;
+	const char *namespace;
+	const char *key; /* "namespace/name" */
+	enum config_policy_scope scope;
+	enum config_policy_action action;
+	bool dry_run;
+	struct config_rule *rules;
+	size_t n_rules;
+	size_t index; /* position in "policies" */
+};
+
+/* ---- whole lists (document order) ------------------------------------------------------------ */
+const struct config_workload *config_workloads(const struct config *c, size_t *n);
+const struct config_service *config_services(const struct config *c, size_t *n);
+const struct config_policy *config_policies(const struct config *c, size_t *n);
+/* Waypoint-level objects, validated only as "array of objects" for now and kept as given (the
+ * waypoint module checks their contents). Never NULL: an empty array when absent. */
+const cJSON *config_routes(const struct config *c);
+const cJSON *config_l7_policies(const struct config *c);
+
+/* ---- lookups: hash indexes, O(1); NULL / n = 0 when nothing matches ---------------------------
+ */
+const struct config_workload *config_workload_by_uid(const struct config *c, const char *uid);
+/* Standard-network-mode workloads only (HostNetwork workloads share the node's IP). */
+const struct config_workload *config_workload_by_ip(const struct config *c, const char *network,
+						    const struct config_ip *ip);
+/* Workloads whose "node" is node, in document order ("" lists those without a node). */
+const struct config_workload *const *config_workloads_by_node(const struct config *c,
+							      const char *node, size_t *n);
+const struct config_service *config_service_by_key(const struct config *c, const char *ns,
+						   const char *hostname);
+/* All services with this hostname, in document order (several namespaces may share one). */
+const struct config_service *const *config_services_by_hostname(const struct config *c,
+								const char *hostname, size_t *n);
+/* The best service for a hostname, ztunnel's order: one in prefer_ns (may be NULL), else one
+ * marked canonical, else the first in document order. */
+const struct config_service *
+config_service_by_hostname(const struct config *c, const char *hostname, const char *prefer_ns);
+const struct config_service *config_service_by_vip(const struct config *c, const char *network,
+						   const struct config_ip *ip);
+const struct config_policy *config_policy_by_key(const struct config *c, const char *ns,
+						 const char *name);
+/* Namespace-scoped policies of namespace ns, and Global-scoped policies, in document order. */
+const struct config_policy *const *config_policies_by_namespace(const struct config *c,
+								const char *ns, size_t *n);
+const struct config_policy *const *config_policies_global(const struct config *c, size_t *n);
+
+/* ---- addresses ------------------------------------------------------------------------------- */
+/* Strict textual forms (same result with musl and glibc): dotted quad without leading zeros, or
+ * RFC 4291 IPv6 without zone or brackets. 0 or -E_INVAL. */
+int config_ip_parse(const char *s, struct config_ip *out);
+/* RFC 5952 text; returns its length. cap >= CONFIG_IP_STRLEN always suffices. */
+size_t config_ip_format(const struct config_ip *ip, char *out, size_t cap);
+bool config_ip_equal(const struct config_ip *a, const struct config_ip *b);
+/* "10.0.0.0/8", "fd00::/8" or a bare address; host bits are cleared. 0 or -E_INVAL. */
+int config_cidr_parse(const char *s, struct config_cidr *out);
+bool config_cidr_contains(const struct config_cidr *c, const struct config_ip *ip);
+
+/* ---- output ---------------------------------------------------------------------------------- */
+/* The snapshot for /config_dump, indented by 2:
+ *   {"source": ..., "version": N, "etag": ..., "warnings": [...], "mesh": {"workloads": [...],
+ *    "services": [...], "policies": [...], "routes": [...], "l7Policies": [...]}}
+ * "mesh" is normalized: defaults applied, derived uids written out, addresses canonical. */
+int config_dump_json(const struct config *c, struct buf *out);
+/* The same snapshot as one value inside an existing writer (for composing larger dumps). */
+void config_dump_write(const struct config *c, struct json_writer *w);
+/* Only the "mesh" value: a complete mesh document that parses back to an equal snapshot. */
+void config_dump_mesh_write(const struct config *c, struct json_writer *w);
+
+/* docs/config.md, generated from the schema table (a test keeps the file in sync). */
+int config_schema_markdown(struct buf *out);
 
 #endif
