@@ -317,37 +317,35 @@ static void on_config_change(struct config *c, void *arg)
 		 LF_U64("version", config_version(c)), LF_STR("etag", config_etag(c)));
 }
 
-static double m_reload_errors(void *ctx)
+/* Scrape-time views of the watch status; `which` picks the field. */
+enum watch_metric { WM_ERRORS, WM_SUCCESSES, WM_VERSION };
+
+static double watch_metric(struct watch *w, enum watch_metric which)
 {
 	struct watch_status st;
 	double v;
 
-	watch_status_get(ctx, &st);
-	v = (double)st.errors;
+	watch_status_get(w, &st);
+	v = (double)(which == WM_ERRORS	     ? st.errors
+		     : which == WM_SUCCESSES ? st.successes
+					     : st.version);
 	watch_status_fini(&st);
 	return v;
+}
+
+static double m_reload_errors(void *ctx)
+{
+	return watch_metric(ctx, WM_ERRORS);
 }
 
 static double m_reloads(void *ctx)
 {
-	struct watch_status st;
-	double v;
-
-	watch_status_get(ctx, &st);
-	v = (double)st.successes;
-	watch_status_fini(&st);
-	return v;
+	return watch_metric(ctx, WM_SUCCESSES);
 }
 
 static double m_version(void *ctx)
 {
-	struct watch_status st;
-	double v;
-
-	watch_status_get(ctx, &st);
-	v = (double)st.version;
-	watch_status_fini(&st);
-	return v;
+	return watch_metric(ctx, WM_VERSION);
 }
 
 static int register_metrics(struct server *srv, struct errbuf *eb)

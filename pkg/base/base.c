@@ -261,3 +261,55 @@ uint64_t rand_below(uint64_t bound)
 	while (x >= limit);
 	return x % bound;
 }
+
+int hex_digit_value(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+size_t utf8_seq_len(const uint8_t *p, size_t n)
+{
+	uint8_t c = p[0];
+	uint8_t lo = 0x80;
+	uint8_t hi = 0xbf;
+	size_t need;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		need = 2;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		need = 3;
+		lo = c == 0xe0 ? 0xa0 : 0x80; /* no overlong 3-byte forms */
+		hi = c == 0xed ? 0x9f : 0xbf; /* no surrogates U+D800..U+DFFF */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		need = 4;
+		lo = c == 0xf0 ? 0x90 : 0x80; /* no overlong 4-byte forms */
+		hi = c == 0xf4 ? 0x8f : 0xbf; /* nothing past U+10FFFF */
+	} else {
+		return 0;
+	}
+	if (n < need || p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < need; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return need;
+}
+
+bool utf8_valid(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		size_t k = utf8_seq_len(p + i, n - i);
+		if (!k)
+			return false;
+		i += k;
+	}
+	return true;
+}

@@ -145,6 +145,14 @@ size_t log_format_line(char *out, size_t cap, enum log_format fmt, int64_t now_m
 /* Prints "ambient: fatal: <msg>" and aborts. */
 _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ---- text helpers ---------------------------------------------------------------------------- */
+/* Value of a hex digit (0-9, a-f, A-F), or -1. */
+int hex_digit_value(int c);
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong forms, no surrogates,
+ * nothing past U+10FFFF), or 0 if it is not one. n > 0. */
+size_t utf8_seq_len(const uint8_t *p, size_t n);
+bool utf8_valid(const uint8_t *p, size_t n);
+
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))

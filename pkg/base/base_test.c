@@ -46,6 +46,21 @@ TEST(rand_below_stays_in_range)
 	CHECK_INT(rand_below(1), 0);
 }
 
+TEST(utf8_and_hex_helpers)
+{
+	CHECK(utf8_valid((const uint8_t *)"plain", 5));
+	CHECK(utf8_valid((const uint8_t *)"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9));
+	CHECK(!utf8_valid((const uint8_t *)"\xc0\xaf", 2));	    /* overlong '/' */
+	CHECK(!utf8_valid((const uint8_t *)"\xed\xa0\x80", 3));	    /* surrogate U+D800 */
+	CHECK(!utf8_valid((const uint8_t *)"\xf4\x90\x80\x80", 4)); /* past U+10FFFF */
+	CHECK(!utf8_valid((const uint8_t *)"\xe2\x82", 2));	    /* truncated */
+	CHECK_INT(utf8_seq_len((const uint8_t *)"\xe2\x82\xac", 3), 3);
+	CHECK_INT(hex_digit_value('7'), 7);
+	CHECK_INT(hex_digit_value('F'), 15);
+	CHECK_INT(hex_digit_value('g'), -1);
+	CHECK_INT(hex_digit_value(-3), -1);
+}
+
 TEST(secure_wipe_zeroes)
 {
 	uint8_t key[32];

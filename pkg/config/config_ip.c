@@ -7,17 +7,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-static int hexdig(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Dotted quad s[0..len): four decimal parts 0..255, no leading zeros, nothing else. */
 static int parse_v4(const char *s, size_t len, uint8_t out[4])
 {
@@ -73,7 +62,7 @@ static int parse_v6(const char *s, uint8_t out[16])
 		if (e - p < 1 || e - p > 4)
 			return -E_INVAL;
 		for (const char *c = p; c < e; c++) {
-			int h = hexdig(*c);
+			int h = hex_digit_value(*c);
 			if (h < 0)
 				return -E_INVAL;
 			v = v * 16 + (unsigned)h;

@@ -223,34 +223,6 @@ void json_write_cjson(struct json_writer *w, const cJSON *v)
 	}
 }
 
-/* Same rules as the parser's UTF-8 check (RFC 3629). */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-	size_t need;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		need = 2;
-	else if (c >= 0xe0 && c <= 0xef) {
-		need = 3;
-		lo = c == 0xe0 ? 0xa0 : 0x80;
-		hi = c == 0xed ? 0x9f : 0xbf;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		need = 4;
-		lo = c == 0xf0 ? 0x90 : 0x80;
-		hi = c == 0xf4 ? 0x8f : 0xbf;
-	} else
-		return 0;
-	if (n < need || p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < need; i++)
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-	return need;
-}
-
 int json_escape_append(struct buf *b, const char *s, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)s;
@@ -283,7 +255,7 @@ int json_escape_append(struct buf *b, const char *s, size_t n)
 			snprintf(tmp, sizeof(tmp), "\\u%04x", c);
 			esc = tmp;
 		}
-		k = esc ? 0 : utf8_len(p + i, n - i);
+		k = esc ? 0 : utf8_seq_len(p + i, n - i);
 		if (!esc && k) {
 			run += k;
 			i += k;

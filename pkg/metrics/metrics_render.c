@@ -26,55 +26,9 @@ size_t metrics_fmt_double(char *out, size_t cap, double v)
 	return (size_t)n;
 }
 
-/* Length of the well-formed UTF-8 sequence at s (what Go's utf8.ValidString accepts: no overlong
- * forms, no surrogates, nothing past U+10FFFF), or 0. */
-static size_t utf8_seq(const uint8_t *s, size_t n)
-{
-	uint8_t c = s[0];
-	size_t len;
-	uint8_t lo = 0x80;
-	uint8_t hi = 0xBF;
-
-	if (c < 0x80)
-		return 1;
-	if (c < 0xC2)
-		return 0;
-	if (c < 0xE0) {
-		len = 2;
-	} else if (c < 0xF0) {
-		len = 3;
-		if (c == 0xE0)
-			lo = 0xA0;
-		else if (c == 0xED)
-			hi = 0x9F;
-	} else if (c < 0xF5) {
-		len = 4;
-		if (c == 0xF0)
-			lo = 0x90;
-		else if (c == 0xF4)
-			hi = 0x8F;
-	} else {
-		return 0;
-	}
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-	return len;
-}
-
 bool metrics_utf8_valid(const char *s, size_t n)
 {
-	const uint8_t *p = (const uint8_t *)s;
-
-	for (size_t i = 0; i < n;) {
-		size_t k = utf8_seq(p + i, n - i);
-		if (!k)
-			return false;
-		i += k;
-	}
-	return true;
+	return utf8_valid((const uint8_t *)s, n);
 }
 
 size_t metrics_utf8_sanitize(char *out, const char *s, size_t n)
@@ -83,7 +37,7 @@ size_t metrics_utf8_sanitize(char *out, const char *s, size_t n)
 	size_t o = 0;
 
 	for (size_t i = 0; i < n;) {
-		size_t k = utf8_seq(p + i, n - i);
+		size_t k = utf8_seq_len(p + i, n - i);
 		if (k) {
 			memcpy(out + o, p + i, k);
 			o += k;
