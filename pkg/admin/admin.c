@@ -41,6 +41,7 @@ struct admin_pending {
 struct conn {
 	struct admin_server *srv;
 	struct admin_pending *pending; /* a deferred response is outstanding */
+	struct tls_conn *tls;	       /* NULL on plain servers */
 	struct conn *next;
 	struct conn *prev;
 	struct ev_io io;
@@ -49,6 +50,8 @@ struct conn {
 	struct buf in;
 	struct buf out;
 	struct buf body;
+	struct buf head;      /* the current request's head bytes (c->msg points into them) */
+	struct http1_msg msg; /* the current request's head */
 	struct http1_parser parser;
 	bool closing;	/* close once out is flushed */
 	bool lingering; /* write side shut; discarding input until EOF or timeout */
@@ -72,6 +75,7 @@ struct admin_server {
 	size_t nroutes;
 	struct conn *conns;
 	struct admin_stats stats;
+	struct tls_config *tls;
 };
 
 static void conn_close(struct conn *c);
@@ -111,6 +115,12 @@ struct admin_server *admin_server_new(struct ev_loop *loop, const char *name,
 	return s;
 }
 
+void admin_server_set_tls(struct admin_server *s, struct tls_config *cfg)
+{
+	tls_config_unref(s->tls);
+	s->tls = cfg ? tls_config_ref(cfg) : NULL;
+}
+
 void admin_server_free(struct admin_server *s)
 {
 	if (!s)
@@ -118,6 +128,7 @@ void admin_server_free(struct admin_server *s)
 	admin_stop_listening(s);
 	while (s->conns)
 		conn_close(s->conns);
+	tls_config_unref(s->tls);
 	for (size_t i = 0; i < s->nroutes; i++)
 		free(s->routes[i].path);
 	free(s->name);
@@ -215,6 +226,9 @@ static void respond_status(struct conn *c, int status, const char *reason)
 {
 	struct admin_response r = {.status = status};
 
+	if (c->srv->opts.on_reject)
+		c->srv->opts.on_reject(c->srv->opts.reject_arg, status, reason, &c->peer);
+
 	buf_init(&r.body, 4096);
 	admin_error(&r, status, "%s", reason);
 	queue_response(c, &r, true);
@@ -296,7 +310,22 @@ static void dispatch(struct conn *c, const struct http1_msg *msg)
 		r.after(r.after_arg);
 }
 
-static bool on_head(struct conn *c, const struct http1_msg *m)
+/* The head's bytes are consumed before the body arrives, so the handler gets a copy of them
+ * with the message's slices moved onto it. */
+static void keep_head(struct conn *c, const struct http1_msg *m, const uint8_t *data, size_t n)
+{
+	struct slice *s[] = {&c->msg.method_raw, &c->msg.target, &c->msg.host, &c->msg.reason,
+			     &c->msg.headers.raw};
+
+	buf_reset(&c->head);
+	buf_append(&c->head, data, n); /* n <= max_head: the parser enforced it */
+	c->msg = *m;
+	for (size_t i = 0; i < ARRAY_LEN(s); i++)
+		if (s[i]->p && s[i]->p >= data && s[i]->p <= data + n)
+			s[i]->p = buf_rptr(&c->head) + (s[i]->p - data);
+}
+
+static bool on_head(struct conn *c, const struct http1_msg *m, const uint8_t *data, size_t n)
 {
 	const uint8_t *q;
 
@@ -305,6 +334,7 @@ static bool on_head(struct conn *c, const struct http1_msg *m)
 	c->head_only = m->method == HTTP1_M_HEAD;
 	c->keep_alive = m->keep_alive;
 	buf_reset(&c->body);
+	keep_head(c, m, data, n);
 	if (m->target.n >= sizeof(c->path) || m->target.n == 0 || m->target.p[0] != '/') {
 		respond_status(c, m->target.n >= sizeof(c->path) ? 414 : 400,
 			       "request-target must be an origin-form path of at most 1023 bytes");
@@ -336,7 +366,7 @@ static void process_input(struct conn *c)
 		}
 		switch (ev.type) {
 		case HTTP1_EV_HEAD:
-			if (!on_head(c, ev.msg))
+			if (!on_head(c, ev.msg, buf_rptr(&c->in), (size_t)n))
 				return;
 			break;
 		case HTTP1_EV_BODY:
@@ -347,7 +377,7 @@ static void process_input(struct conn *c)
 			break;
 		case HTTP1_EV_END:
 			c->have_head = false;
-			dispatch(c, ev.msg);
+			dispatch(c, &c->msg);
 			break;
 		case HTTP1_EV_UPGRADE:
 			respond_status(c, 400, "upgrades and CONNECT are not served here");
@@ -386,14 +416,49 @@ static void conn_close(struct conn *c)
 	buf_fini(&c->in);
 	buf_fini(&c->out);
 	buf_fini(&c->body);
+	buf_fini(&c->head);
+	if (c->tls) {
+		tls_conn_fini(c->tls);
+		free(c->tls);
+	}
 	free(c);
 }
 
 /* Returns false if the connection was closed. */
+/* Transport: plain TCP, or TLS when the server has a TLS config. Same return conventions as
+ * ev_io_read()/ev_io_write(): > 0 bytes, 0 EOF (reads), -E_AGAIN, -E_LIMIT (input full), -E_*. */
+static ssize_t conn_read(struct conn *c)
+{
+	ssize_t n;
+	int r;
+
+	if (!c->tls)
+		return ev_io_read(&c->io, &c->in, 0);
+	r = buf_reserve(&c->in, MIN((size_t)16384, c->in.max - buf_len(&c->in)));
+	if (r < 0 || buf_wspace(&c->in) == 0)
+		return -E_LIMIT;
+	n = tls_io_read(c->tls, &c->io, buf_wptr(&c->in), buf_wspace(&c->in));
+	if (n > 0)
+		buf_produce(&c->in, (size_t)n);
+	return n;
+}
+
+static ssize_t conn_write(struct conn *c)
+{
+	ssize_t n;
+
+	if (!c->tls)
+		return ev_io_write(&c->io, &c->out);
+	n = tls_io_write(c->tls, &c->io, buf_rptr(&c->out), buf_len(&c->out));
+	if (n > 0)
+		buf_consume(&c->out, (size_t)n);
+	return n;
+}
+
 static bool flush(struct conn *c)
 {
 	while (buf_len(&c->out)) {
-		ssize_t n = ev_io_write(&c->io, &c->out);
+		ssize_t n = conn_write(c);
 		if (n == -E_AGAIN || n == 0)
 			return true;
 		if (n < 0) {
@@ -404,6 +469,8 @@ static bool flush(struct conn *c)
 	if (c->closing && !c->lingering) {
 		/* Closing with unread input would send RST and could destroy the response before
 		 * the client reads it: half-close, then discard input for a short while. */
+		if (c->tls && tls_io_shutdown(c->tls, &c->io) == -E_AGAIN)
+			return true; /* close_notify still going out; flush again on EV_WRITE */
 		shutdown(c->io.fd, SHUT_WR);
 		c->lingering = true;
 		ev_timer_add(c->srv->loop, &c->idle, 2000);
@@ -417,6 +484,7 @@ static bool linger_read(struct conn *c)
 	for (;;) {
 		ssize_t n;
 		buf_reset(&c->in);
+		/* After our close_notify the TLS engine is done: read the socket raw. */
 		n = ev_io_read(&c->io, &c->in, 0);
 		if (n == -E_AGAIN)
 			return true;
@@ -438,6 +506,8 @@ static void conn_update(struct conn *c)
 		want |= EV_READ;
 	if (buf_len(&c->out))
 		want |= EV_WRITE;
+	if (c->tls && !c->lingering)
+		want |= tls_io_interest(c->tls) & (EV_WRITE | ((want & EV_READ) ? EV_READ : 0));
 	ev_io_set(c->srv->loop, &c->io, want);
 }
 
@@ -451,20 +521,29 @@ static void on_io(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		conn_update(c);
 		return;
 	}
-	if (events & EV_READ) {
-		ssize_t n = ev_io_read(io, &c->in, 0);
+	/* TLS may hold decrypted bytes after the socket is drained, so read until the transport
+	 * says EAGAIN (or the input buffer is full) rather than once per callback. */
+	while ((events & EV_READ) || c->tls) {
+		ssize_t n = conn_read(c);
 		if (n == 0 || (n < 0 && n != -E_AGAIN && n != -E_LIMIT)) {
 			/* Peer closed or failed: answer what is complete, then go. */
+			if (n < 0 && c->tls && !buf_len(&c->out))
+				log_debug("admin: tls connection failed",
+					  LF_STR("server", c->srv->name),
+					  LF_STR("reason", tls_conn_reason(c->tls)));
 			http1_parser_eof(&c->parser, &(struct http1_event){0});
 			if (!buf_len(&c->out)) {
 				conn_close(c);
 				return;
 			}
 			c->closing = true;
-		} else if (n > 0) {
-			ev_timer_add(loop, &c->idle, c->srv->opts.idle_ms);
+			break;
 		}
+		if (n > 0)
+			ev_timer_add(loop, &c->idle, c->srv->opts.idle_ms);
 		process_input(c);
+		if (n <= 0 || c->closing || c->pending || buf_len(&c->out) >= OUT_HIGH)
+			break;
 	}
 	if (!flush(c))
 		return;
@@ -514,17 +593,38 @@ static void on_accept(struct net_listener *l, int fd, const struct net_addr *pee
 	buf_init(&c->in, (size_t)s->opts.max_head + 64 * 1024);
 	buf_init(&c->out, 0);
 	buf_init(&c->body, (size_t)s->opts.max_body);
+	buf_init(&c->head, (size_t)s->opts.max_head + 1);
 	http1_parser_init(&c->parser, HTTP1_REQUEST, &s->lim);
 	ev_io_init(&c->io, fd, on_io);
+	if (s->tls) {
+		c->tls = xcalloc(1, sizeof(*c->tls));
+		if (tls_conn_init_server(c->tls, s->tls) < 0) {
+			log_warn("admin: tls setup failed", LF_STR("server", s->name));
+			tls_conn_fini(c->tls);
+			free(c->tls);
+			buf_fini(&c->in);
+			buf_fini(&c->out);
+			buf_fini(&c->body);
+			buf_fini(&c->head);
+			free(c);
+			close(fd);
+			return;
+		}
+	}
 	ev_timer_init(&c->idle, on_idle);
 	if (ev_io_start(s->loop, &c->io, EV_READ) < 0) {
 		errbuf_set(&eb, E_IO, "epoll: %s", strerror(errno));
 		log_warn("admin: cannot watch connection", LF_STR("server", s->name),
 			 LF_ERR(eb.msg));
 		close(fd);
+		if (c->tls) {
+			tls_conn_fini(c->tls);
+			free(c->tls);
+		}
 		buf_fini(&c->in);
 		buf_fini(&c->out);
 		buf_fini(&c->body);
+		buf_fini(&c->head);
 		free(c);
 		return;
 	}
@@ -594,17 +694,6 @@ void admin_pending_respond(struct admin_pending *p, struct admin_response *r)
 /* ---- query strings ---------------------------------------------------------------------------
  */
 
-static int hexval(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 bool admin_query_get(struct slice q, const char *key, char *out, size_t cap)
 {
 	size_t klen = strlen(key);
@@ -622,8 +711,8 @@ bool admin_query_get(struct slice q, const char *key, char *out, size_t cap)
 				if (ch == '+') {
 					ch = ' ';
 				} else if (ch == '%') {
-					int hi = j + 2 < end ? hexval(q.p[j + 1]) : -1;
-					int lo = j + 2 < end ? hexval(q.p[j + 2]) : -1;
+					int hi = j + 2 < end ? hex_digit_value(q.p[j + 1]) : -1;
+					int lo = j + 2 < end ? hex_digit_value(q.p[j + 2]) : -1;
 					if (hi < 0 || lo < 0)
 						return false;
 					ch = (uint8_t)(hi * 16 + lo);

@@ -7,6 +7,7 @@
 #include "pkg/ev/ev.h"
 #include "pkg/http1/http1.h"
 #include "pkg/net/net.h"
+#include "pkg/tls/tls.h"
 
 #include <stdbool.h>
 
@@ -40,6 +41,10 @@ struct admin_opts {
 	uint32_t max_fields; /* header lines (default 64) -> 431 */
 	uint64_t max_body;   /* request body bytes (default 64 KiB) -> 413 */
 	size_t max_response; /* response body bytes (default 64 MiB) -> 500 */
+	/* Called for every request refused before reaching a handler (400/413/414/431/505...),
+	 * e.g. for an audit log. */
+	void (*on_reject)(void *arg, int status, const char *reason, const struct net_addr *peer);
+	void *reject_arg;
 };
 
 struct admin_request {
@@ -74,6 +79,9 @@ struct admin_server *admin_server_new(struct ev_loop *loop, const char *name,
 				      const struct admin_opts *opts, struct errbuf *eb);
 /* Closes listeners and connections. NULL is a no-op. */
 void admin_server_free(struct admin_server *s);
+/* Serves HTTPS on every listener: connections accepted from now on speak TLS with this server
+ * config (a reference is taken; NULL goes back to plain HTTP). */
+void admin_server_set_tls(struct admin_server *s, struct tls_config *cfg);
 /* Binds and starts accepting on addr ("127.0.0.1:15000", "[::]:15020", ":15021"). */
 int admin_listen(struct admin_server *s, const char *addr, struct errbuf *eb);
 /* The bound address of listener i (for ":0" in tests), NULL if none. */
