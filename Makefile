@@ -1,5 +1,5 @@
 # ambient: one static binary. `make` (musl, static, stripped), `make SAN=1` (glibc + ASan/UBSan),
-# `make test`, `make check`, `make fuzz`, `make deps`. (`make bench` arrives with the data plane.)
+# `make test`, `make check`, `make fuzz`, `make deps`, `make bench` (timings; never part of test/CI).
 
 SAN ?= 0
 ifeq ($(SAN),1)
@@ -38,13 +38,13 @@ PKG_OBJS := $(PKG_SRCS:%.c=$(OUT)/obj/%.o)
 CMD_OBJS := $(CMD_SRCS:%.c=$(OUT)/obj/%.o) $(OUT)/obj/ambient.o
 MODULES := $(ONLY)
 TEST_BINS := $(foreach m,$(MODULES),$(if $(wildcard pkg/$(m)/*_test.c),$(OUT)/test/$(m)_test))
-FUZZ_SRCS := $(wildcard pkg/*/*_fuzz.c)
+FUZZ_SRCS := $(foreach m,$(ONLY),$(wildcard pkg/$(m)/*_fuzz.c))
 FUZZ_NAMES := $(basename $(notdir $(FUZZ_SRCS)))
 REPLAY_BINS := $(FUZZ_NAMES:%=$(OUT)/fuzz/%_replay)
 
 .SECONDEXPANSION:
 .SECONDARY:
-.PHONY: all vendor unit replay test check fuzz deps clean distclean FORCE
+.PHONY: all vendor unit replay test check fuzz deps bench clean distclean FORCE
 all: $(OUT)/ambient
 
 deps:
@@ -100,6 +100,11 @@ check:
 
 fuzz:
 	sh scripts/fuzz.sh $(FUZZ_TIME)
+
+# Side-by-side benchmarks against peer implementations (bench/run.sh); they print tables and
+# never gate CI. DURATION, REPS, CONNS tune them (see bench/ca.sh).
+bench: $(OUT)/ambient
+	AMBIENT=$(OUT)/ambient sh bench/run.sh
 
 clean:
 	rm -rf build

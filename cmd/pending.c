@@ -24,13 +24,6 @@ int cmd_cni(int argc, char **argv)
 	return not_implemented("cni", "cni");
 }
 
-int cmd_ca(int argc, char **argv)
-{
-	(void)argc;
-	(void)argv;
-	return not_implemented("ca", "ca");
-}
-
 int cmd_ctl(int argc, char **argv)
 {
 	(void)argc;

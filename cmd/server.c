@@ -29,12 +29,29 @@ struct server {
 	struct admin_server *ready;
 	struct ev_timer drain_timer;
 	atomic_bool draining;
+	atomic_bool started; /* component start() returned: on_config may run */
 	int64_t started_ms;
 };
 
-static const struct flag *server_flags(struct server_settings *s, size_t *n)
+struct ev_loop *server_loop(struct server *srv)
 {
-	static struct flag f[24];
+	return srv->loop;
+}
+
+struct watch *server_watch(struct server *srv)
+{
+	return srv->watch;
+}
+
+const struct server_settings *server_settings_get(struct server *srv)
+{
+	return srv->set;
+}
+
+static const struct flag *server_flags(struct server_settings *s,
+				       const struct server_component *comp, size_t *n)
+{
+	static struct flag f[48];
 	size_t i = 0;
 
 	f[i++] = (struct flag){"mesh-config", FLAG_STR, &s->mesh_config,
@@ -63,13 +80,15 @@ static const struct flag *server_flags(struct server_settings *s, size_t *n)
 			       "bearer token for the CA and config URL", "FILE"};
 	f[i++] = (struct flag){"trust-domain", FLAG_STR, &s->trust_domain,
 			       "trust domain (cluster.local)", "TD"};
+	for (size_t k = 0; k < comp->nflags && i < ARRAY_LEN(f); k++)
+		f[i++] = comp->flags[k];
 	*n = i;
 	return f;
 }
 
 /* ---- admin handlers ------------------------------------------------------------------------- */
 
-static void write_time(struct json_writer *w, const char *key, int64_t ms)
+void server_dump_time(struct json_writer *w, const char *key, int64_t ms)
 {
 	char tmp[40];
 	time_t t = (time_t)(ms / 1000);
@@ -140,9 +159,9 @@ static void dump_config(struct json_writer *w, struct server *srv, struct buf *s
 	json_write_uint(w, st.unchanged);
 	json_write_key(w, "reloadErrors");
 	json_write_uint(w, st.errors);
-	write_time(w, "lastAttempt", st.last_attempt_ms);
-	write_time(w, "lastSuccess", st.last_success_ms);
-	write_time(w, "lastErrorTime", st.last_error_ms);
+	server_dump_time(w, "lastAttempt", st.last_attempt_ms);
+	server_dump_time(w, "lastSuccess", st.last_success_ms);
+	server_dump_time(w, "lastErrorTime", st.last_error_ms);
 	json_write_key(w, "lastError");
 	if (st.last_error) {
 		/* One array element per error line, so each JSON path reads on its own. */
@@ -196,9 +215,11 @@ static void h_config_dump(const struct admin_request *req, struct admin_response
 	kv_str(&w, "commit", AMBIENT_GIT_COMMIT);
 	kv_str(&w, "buildType", AMBIENT_BUILD_TYPE);
 	json_write_object_end(&w);
-	write_time(&w, "startTime", srv->started_ms);
+	server_dump_time(&w, "startTime", srv->started_ms);
 	dump_settings(&w, srv);
 	dump_config(&w, srv, &snap);
+	if (srv->comp->dump)
+		srv->comp->dump(srv, srv->comp->ctx, &w);
 	json_write_object_end(&w);
 	if (json_writer_finish(&w) < 0)
 		admin_error(r, 500, "config dump too large");
@@ -260,6 +281,13 @@ static void h_ready(const struct admin_request *req, struct admin_response *r, v
 		admin_error(r, 503, "not ready: %s", srv->comp->not_ready_reason);
 		return;
 	}
+	if (srv->comp->not_ready) {
+		const char *why = srv->comp->not_ready(srv, srv->comp->ctx);
+		if (why) {
+			admin_error(r, 503, "not ready: %s", why);
+			return;
+		}
+	}
 	admin_printf(r, "ready\n");
 }
 
@@ -312,9 +340,12 @@ static void on_signal(struct ev_loop *loop, int signo, void *arg)
 
 static void on_config_change(struct config *c, void *arg)
 {
-	(void)arg;
+	struct server *srv = arg;
+
 	log_info("mesh config applied", LF_STR("source", config_source(c)),
 		 LF_U64("version", config_version(c)), LF_STR("etag", config_etag(c)));
+	if (srv->comp->on_config && srv->started)
+		srv->comp->on_config(srv, srv->comp->ctx, c);
 }
 
 /* Scrape-time views of the watch status; `which` picks the field. */
@@ -498,6 +529,9 @@ static int run(struct server *srv, struct errbuf *eb)
 		return rc;
 	if ((rc = start_admin(srv, eb)) < 0)
 		return rc;
+	if (srv->comp->start && (rc = srv->comp->start(srv, srv->comp->ctx, eb)) < 0)
+		return rc;
+	atomic_store(&srv->started, true);
 	if ((rc = watch_start(srv->watch, eb)) < 0)
 		return rc;
 	rc = ev_workers_start(&srv->workers, (unsigned)srv->set->workers, worker_init, NULL, srv,
@@ -514,6 +548,9 @@ static int run(struct server *srv, struct errbuf *eb)
 			 LF_STR("reason", srv->comp->not_ready_reason));
 	rc = ev_loop_run(srv->loop);
 	log_info("stopping", LF_STR("component", srv->comp->name));
+	watch_stop(srv->watch);
+	if (srv->comp->stop && atomic_load(&srv->started))
+		srv->comp->stop(srv, srv->comp->ctx);
 	(void)ceb;
 	return rc < 0 ? errbuf_set(eb, E_IO, "event loop failed") : 0;
 }
@@ -539,10 +576,14 @@ int server_main(const struct server_component *comp, int argc, char **argv)
 	int npos;
 	bool help;
 	size_t nflags;
-	const struct flag *flags = server_flags(&set, &nflags);
+	const struct flag *flags = server_flags(&set, comp, &nflags);
 	int rc;
 
-	snprintf(usage, sizeof(usage), "ambient %s --mesh-config SOURCE [flags]", comp->name);
+	if (comp->usage)
+		snprintf(usage, sizeof(usage), "%s", comp->usage);
+	else
+		snprintf(usage, sizeof(usage), "ambient %s --mesh-config SOURCE [flags]",
+			 comp->name);
 	if (flags_parse(flags, nflags, argc, argv, pos, 0, &npos, &help, &eb) < 0) {
 		fprintf(stderr, "%s: %s\n", comp->name, eb.msg);
 		return 2;
@@ -568,7 +609,12 @@ int server_main(const struct server_component *comp, int argc, char **argv)
 	wo.ca_root = set.ca_root;
 	wo.token_file = set.token_file;
 	wo.poll_ms = (uint32_t)MIN(set.poll_interval_ms, (uint64_t)UINT32_MAX);
+	if (comp->check && comp->check(comp->ctx, &set, &eb) < 0) {
+		fprintf(stderr, "%s: %s\n", comp->name, eb.msg);
+		return 2;
+	}
 	wo.on_change = on_config_change;
+	wo.arg = &srv;
 	srv.watch = watch_new(&wo, &eb);
 	if (!srv.watch) {
 		fprintf(stderr, "%s: %s\n", comp->name, eb.msg);

@@ -27,12 +27,41 @@ struct server_settings {
 	bool check_config;
 };
 
-/* What a subcommand plugs into the runtime. */
+struct server;
+struct config;
+struct ev_loop;
+struct json_writer;
+
+/* What a subcommand plugs into the runtime. Every hook is optional. */
 struct server_component {
-	const char *name; /* "ztunnel" */
+	const char *name;  /* "ztunnel" */
+	const char *usage; /* usage line; NULL: "ambient <name> --mesh-config SOURCE [flags]" */
 	/* While non-NULL, readiness answers 503 with this reason (a part not built yet). */
 	const char *not_ready_reason;
+	/* Flags of the component, parsed with the common ones. */
+	const struct flag *flags;
+	size_t nflags;
+	void *ctx;
+	/* After flags are parsed, before anything starts: a failure is a usage error (exit 2). */
+	int (*check)(void *ctx, const struct server_settings *set, struct errbuf *eb);
+	/* On the main loop after the admin servers listen and the config watch started. */
+	int (*start)(struct server *srv, void *ctx, struct errbuf *eb);
+	/* On the main loop after it stopped, before the runtime frees anything. */
+	void (*stop)(struct server *srv, void *ctx);
+	/* Adds the component's keys to the /config_dump object. */
+	void (*dump)(struct server *srv, void *ctx, struct json_writer *w);
+	/* On the watcher thread, after each new snapshot (post to the loop for loop work). */
+	void (*on_config)(struct server *srv, void *ctx, struct config *c);
+	/* Readiness: NULL if ready, else why not (checked after the config). */
+	const char *(*not_ready)(struct server *srv, void *ctx);
 };
+
+/* For component hooks. */
+struct ev_loop *server_loop(struct server *srv);
+struct watch *server_watch(struct server *srv);
+const struct server_settings *server_settings_get(struct server *srv);
+/* Writes `"key": "<RFC 3339 UTC>"` (null for ms <= 0). */
+void server_dump_time(struct json_writer *w, const char *key, int64_t ms);
 
 /* Parses flags, then either checks the config (--check-config) or runs until SIGTERM/SIGINT or
  * POST /quitquitquit. Returns the exit status. */

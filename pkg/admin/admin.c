@@ -170,6 +170,22 @@ int admin_route(struct admin_server *s, const char *path, unsigned methods, admi
 
 /* ---- responses ------------------------------------------------------------------------------ */
 
+int admin_add_header(struct admin_response *r, const char *name, const char *value)
+{
+	size_t nl = strlen(name);
+	size_t vl = strlen(value);
+	char *p = r->hstore + r->hstore_len;
+
+	if (r->nheaders == ARRAY_LEN(r->headers) || r->hstore_len + nl + vl > sizeof(r->hstore))
+		return -E_LIMIT;
+	memcpy(p, name, nl);
+	memcpy(p + nl, value, vl);
+	r->hstore_len += nl + vl;
+	r->headers[r->nheaders++] =
+		(struct http1_field){{(const uint8_t *)p, nl}, {(const uint8_t *)p + nl, vl}};
+	return 0;
+}
+
 int admin_printf(struct admin_response *r, const char *fmt, ...)
 {
 	va_list ap;
@@ -294,7 +310,7 @@ static void dispatch(struct conn *c, const struct http1_msg *msg)
 	} else if (!(rt->methods & method_bit(c->method))) {
 		allow_header(rt->methods, allow, sizeof(allow));
 		admin_error(&r, 405, "method not allowed; use %s", allow);
-		r.headers[r.nheaders++] = (struct http1_field){http1_s("allow"), http1_s(allow)};
+		admin_add_header(&r, "allow", allow);
 	} else {
 		rt->fn(&req, &r, rt->arg);
 		if (c->pending) {

@@ -61,9 +61,11 @@ struct admin_response {
 	int status;		  /* default 200 */
 	const char *content_type; /* default "text/plain; charset=utf-8" */
 	struct buf body;
-	/* Extra response headers (name/value strings must outlive the handler call). */
+	/* Extra response headers: add them with admin_add_header(), which copies. */
 	struct http1_field headers[8];
 	size_t nheaders;
+	char hstore[512];
+	size_t hstore_len;
 	/* Runs on the loop after the response has been queued (e.g. start a drain). */
 	void (*after)(void *arg);
 	void *after_arg;
@@ -106,6 +108,9 @@ struct admin_pending *admin_defer(const struct admin_request *req, admin_cancel_
 				  void *arg);
 /* Queues the response (r->body is copied; the caller still owns and frees r->body) and frees p. */
 void admin_pending_respond(struct admin_pending *p, struct admin_response *r);
+
+/* Adds a response header, copying name and value; -E_LIMIT when the response has no room. */
+int admin_add_header(struct admin_response *r, const char *name, const char *value);
 
 /* Helpers for handlers. */
 int admin_printf(struct admin_response *r, const char *fmt, ...)
