@@ -124,7 +124,7 @@ static const char *quote(const char *s, char *out, size_t cap)
 			out[n++] = *q_;                                                            \
 	} while (0)
 	QPUT("\"");
-	for (; s[i] && i < QUOTE_MAX; i++) {
+	for (; i < QUOTE_MAX && s[i]; i++) {
 		unsigned char c = (unsigned char)s[i];
 		char tmp[8] = {(char)c, 0};
 		if (c == '"' || c == '\\')
