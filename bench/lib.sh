@@ -1,0 +1,122 @@
+# Helpers shared by the benchmark scripts (POSIX sh, sourced). Servers run in the background on
+# loopback; their PIDs are recorded and exactly those PIDs are stopped on exit, even on failure.
+# Temporary files live under one mktemp directory that is removed on exit.
+
+BENCH_PIDS=""  # "pid:exe" words
+BENCH_TMP=""
+
+die() {
+	echo "bench: FAIL: $*" >&2
+	exit 1
+}
+
+say() {
+	echo "bench: $*" >&2
+}
+
+bench_cleanup() {
+	rc=$?
+	set +e # a server stopped by SIGTERM makes `wait` return 143; cleanup must go on regardless
+	trap - EXIT INT TERM HUP
+	for pe in $BENCH_PIDS; do
+		pid=${pe%%:*}
+		exe=${pe#*:}
+		# Signal only if the PID is still the process we started (not reaped and reused).
+		if [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ]; then
+			kill -TERM "$pid" 2>/dev/null
+		fi
+	done
+	for pe in $BENCH_PIDS; do
+		pid=${pe%%:*}
+		exe=${pe#*:}
+		i=0
+		while [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ] && [ $i -lt 100 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+		if [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ]; then
+			say "pid $pid ($exe) did not exit 10 s after SIGTERM; sending SIGKILL"
+			kill -KILL "$pid" 2>/dev/null
+		fi
+		wait "$pid" 2>/dev/null || true
+	done
+	if [ -n "$BENCH_TMP" ] && [ -d "$BENCH_TMP" ]; then
+		if [ -n "${BENCH_KEEP:-}" ]; then
+			say "keeping $BENCH_TMP (BENCH_KEEP set)"
+		else
+			rm -rf "$BENCH_TMP"
+		fi
+	fi
+	exit "$rc"
+}
+
+bench_init() {
+	BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/ambient-bench.XXXXXX") || die "mktemp failed"
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	trap 'exit 129' HUP
+}
+
+# bench_start NAME EXE ARGS...: starts EXE in the background (stdout+stderr to $BENCH_TMP/NAME.log)
+# and sets BENCH_LAST_PID.
+bench_start() {
+	name=$1
+	shift
+	exe=$(readlink -f "$(command -v "$1")") || die "$1: not found"
+	"$@" >"$BENCH_TMP/$name.log" 2>&1 &
+	BENCH_LAST_PID=$!
+	BENCH_PIDS="$BENCH_PIDS $BENCH_LAST_PID:$exe"
+}
+
+# bench_alive PID NAME: fails loudly (with the server's log tail) if the process has gone.
+bench_alive() {
+	if ! kill -0 "$1" 2>/dev/null || grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; then
+		bench_log_tail "$2"
+		die "$2 (pid $1) is no longer running"
+	fi
+}
+
+# bench_log_tail NAME: the last lines of a server's log, without its routine per-request lines.
+bench_log_tail() {
+	echo "---- last lines of $1's log (per-request lines left out):" >&2
+	grep -v -e 'event=issued' -e '\[INFO\]' "$BENCH_TMP/$1.log" | tail -30 >&2
+}
+
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_tcp PORT: waits up to 15 s for a listener on 127.0.0.1:PORT.
+wait_tcp() {
+	i=0
+	while [ $i -lt 150 ]; do
+		if python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1" 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 1
+}
+
+# proc_field PID FIELD: a field of /proc/PID/status in kB (VmHWM, VmRSS).
+proc_field() {
+	awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
+}
+
+# proc_cpu_ms PID: user+system CPU time of the process (all threads) in milliseconds.
+proc_cpu_ms() {
+	hz=$(getconf CLK_TCK)
+	sed 's/^.*) //' "/proc/$1/stat" | awk -v hz="$hz" '{ printf "%d\n", ($12 + $13) * 1000 / hz }'
+}
+
+# median: the median of the numbers on stdin (one per line).
+median() {
+	sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit 1; if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# kv LINE KEY: the value of KEY=value in a RESULT line.
+kv() {
+	echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }'
+}

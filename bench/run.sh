@@ -1,0 +1,8 @@
+#!/bin/sh
+# `make bench`: runs every benchmark side by side with its peers and prints the tables.
+# Benchmarks measure, they never pass or fail a build; a benchmark fails only when a server it
+# measures does not work (errors, crash), and then it says why.
+set -eu
+cd "$(dirname "$0")/.."
+echo "== bench/ca.sh: certificate issuance over HTTPS, ambient ca serve vs cfssl serve"
+sh bench/ca.sh
