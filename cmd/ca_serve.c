@@ -9,6 +9,8 @@
 #include "pkg/metrics/metrics.h"
 #include "pkg/watch/watch.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,12 +21,37 @@
 #define LONGPOLL_DEFAULT_S 60
 #define LONGPOLL_MAX_S 600
 
+/*
+ * Threads: the HTTPS API runs on every worker loop (one SO_REUSEPORT listener each), so
+ * signing uses all cores. What the loops share sits behind `mu`: the token table, the rate
+ * limiter, the current mesh document (a refcounted `struct ca_doc`, swapped on every config
+ * change) and the serving TLS config. The authority (keys, chain) is read-only after start.
+ * Long-poll waiters belong to the loop that accepted them; a config change posts a wake-up to
+ * every loop, which answers its own waiters.
+ */
+
+struct ca_doc {
+	atomic_int ref;
+	struct config *cfg;
+	struct buf body; /* the normalized mesh document */
+	char etag[48];	 /* quoted */
+};
+
+struct ca_loop;
+
 struct waiter {
 	struct waiter *next;
 	struct waiter *prev;
-	struct ca_server *ca;
+	struct ca_loop *cl;
 	struct admin_pending *p;
 	struct ev_timer t;
+};
+
+struct ca_loop {
+	struct ca_server *ca;
+	struct ev_loop *loop;
+	struct admin_server *https;
+	struct waiter *waiters;
 };
 
 struct ca_server {
@@ -36,31 +63,33 @@ struct ca_server {
 	struct flag_list ips;
 	int rate;
 	int burst;
-	/* state, all on the main loop */
+	/* read-only after start */
 	struct server *srv;
 	struct ca_authority *auth;
-	struct admin_server *https;
-	struct tls_config *tls;
+	char *server_identity;
+	char tokens_path[4096];
+	/* main loop only */
 	struct ev_timer renew;
+	/* shared, under mu */
+	pthread_mutex_t mu;
+	struct tls_config *tls;
 	char server_serial[2 * X509_MAX_SERIAL + 1];
 	int64_t server_not_after;
-	char *server_identity;
 	struct ca_tokens tokens;
-	char tokens_path[4096];
 	struct ca_ratelimit *rl;
-	struct config *cfg; /* latest snapshot seen on the loop */
-	struct buf doc;	    /* its mesh document, rendered once per snapshot */
-	char etag[48];	    /* quoted ETag of doc */
-	struct waiter *waiters;
-	size_t nwaiters;
-	/* metrics */
+	struct ca_doc *doc;
+	struct ca_loop *loops[EV_MAX_THREADS];
+	unsigned nloops;
+	atomic_uint nwaiters;
+	/* metrics (thread-safe) */
 	struct metrics_series *m_issued;
 	struct metrics_family *m_refusals;
 	struct metrics_series *m_latency;
 	struct metrics_series *m_watchers;
 };
 
-static struct ca_server g_ca = {.listen = "0.0.0.0:15012", .rate = 10, .burst = 20};
+static struct ca_server g_ca = {
+	.listen = "0.0.0.0:15012", .rate = 10, .burst = 20, .mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* ---- audit and refusals --------------------------------------------------------------------- */
 
@@ -117,36 +146,62 @@ static void on_reject(void *arg, int status, const char *reason, const struct ne
 		      peer);
 }
 
-/* The node that owns the request's bearer token, or NULL (and why). */
-static const char *authenticate(struct ca_server *ca, const struct admin_request *req,
-				const char **why)
+/* The node that owns the request's bearer token, copied into node[]; false (and why) if none. */
+static bool authenticate(struct ca_server *ca, const struct admin_request *req, char *node,
+			 size_t cap, const char **why)
 {
 	struct slice v;
 	char tok[256];
 	const struct ca_token_entry *e;
 	struct errbuf eb;
+	bool ok = false;
 
 	if (!http1_fields_get(&req->msg->headers, "authorization", &v)) {
 		*why = "missing Authorization: Bearer <node token>";
-		return NULL;
+		return false;
 	}
 	if (v.n < 8 || strncasecmp((const char *)v.p, "bearer ", 7) != 0 ||
 	    v.n - 7 >= sizeof(tok)) {
 		*why = "Authorization is not a bearer token";
-		return NULL;
+		return false;
 	}
 	memcpy(tok, v.p + 7, v.n - 7);
 	tok[v.n - 7] = '\0';
+	pthread_mutex_lock(&ca->mu);
 	/* Tokens added or revoked by `ambient ca token` take effect without a restart. */
 	if (ca_tokens_refresh(ca->tokens_path, &ca->tokens, &eb) < 0)
 		log_error("ca: cannot reload tokens", LF_ERR(eb.msg));
 	e = ca_tokens_lookup(&ca->tokens, tok);
-	secure_wipe(tok, sizeof(tok));
-	if (!e) {
-		*why = "unknown or revoked token";
-		return NULL;
+	if (e) {
+		snprintf(node, cap, "%s", e->node);
+		ok = true;
 	}
-	return e->node;
+	pthread_mutex_unlock(&ca->mu);
+	secure_wipe(tok, sizeof(tok));
+	if (!ok)
+		*why = "unknown or revoked token";
+	return ok;
+}
+
+static struct ca_doc *doc_get(struct ca_server *ca)
+{
+	struct ca_doc *d;
+
+	pthread_mutex_lock(&ca->mu);
+	d = ca->doc;
+	if (d)
+		atomic_fetch_add(&d->ref, 1);
+	pthread_mutex_unlock(&ca->mu);
+	return d;
+}
+
+static void doc_put(struct ca_doc *d)
+{
+	if (!d || atomic_fetch_sub(&d->ref, 1) != 1)
+		return;
+	config_unref(d->cfg);
+	buf_fini(&d->body);
+	free(d);
 }
 
 /* ---- POST /v1/certificates ---------------------------------------------------------------- */
@@ -236,7 +291,10 @@ static void h_certificates(const struct admin_request *req, struct admin_respons
 	struct ca_server *ca = arg;
 	uint64_t t0 = time_mono_ns();
 	const char *why = NULL;
-	const char *node = authenticate(ca, req, &why);
+	char node[256];
+	bool authed = authenticate(ca, req, node, sizeof(node), &why);
+	struct ca_doc *doc = NULL;
+	bool allowed;
 	struct csr_req cr;
 	cJSON *root = NULL;
 	struct x509_csr *csr = NULL;
@@ -249,11 +307,14 @@ static void h_certificates(const struct admin_request *req, struct admin_respons
 	uint64_t retry_ms = 0;
 	int rc;
 
-	if (!node) {
+	if (!authed) {
 		refuse(ca, r, 401, "unauthenticated", NULL, NULL, req->peer, "%s", why);
 		return;
 	}
-	if (!ca_ratelimit_take(ca->rl, node, time_mono_ms(), &retry_ms)) {
+	pthread_mutex_lock(&ca->mu);
+	allowed = ca_ratelimit_take(ca->rl, node, time_mono_ms(), &retry_ms);
+	pthread_mutex_unlock(&ca->mu);
+	if (!allowed) {
 		snprintf(retry, sizeof(retry), "%llu",
 			 (unsigned long long)((retry_ms + 999) / 1000));
 		admin_add_header(r, "retry-after", retry);
@@ -270,7 +331,8 @@ static void h_certificates(const struct admin_request *req, struct admin_respons
 		refuse(ca, r, 400, "bad_csr", node, cr.identity, req->peer, "csr: %s", eb.msg);
 		goto out;
 	}
-	rc = ca_authorize(ca->cfg, ca->auth->trust_domain, node, cr.identity, &eb);
+	doc = doc_get(ca);
+	rc = ca_authorize(doc ? doc->cfg : NULL, ca->auth->trust_domain, node, cr.identity, &eb);
 	if (rc < 0) {
 		refuse(ca, r, rc == -E_INVAL ? 400 : 403,
 		       rc == -E_INVAL ? "bad_request" : "forbidden", node, cr.identity, req->peer,
@@ -299,6 +361,7 @@ static void h_certificates(const struct admin_request *req, struct admin_respons
 		 LF_I64("not_after", is.not_after), LF_I64("ttl", is.ttl),
 		 LF_STR("reason", clamp[0] ? clamp : "authorized"), LF_STR("peer", p));
 out:
+	doc_put(doc);
 	ca_issued_fini(&is);
 	x509_csr_free(csr);
 	json_free(root);
@@ -329,47 +392,50 @@ static void h_roots(const struct admin_request *req, struct admin_response *r, v
 
 /* ---- GET /v1/config (+ long-poll) ---------------------------------------------------------- */
 
-static void set_doc_headers(struct ca_server *ca, struct admin_response *r)
+static void set_doc_headers(const struct ca_doc *d, struct admin_response *r)
 {
-	admin_add_header(r, "etag", ca->etag);
+	admin_add_header(r, "etag", d->etag);
 	admin_add_header(r, WATCH_HDR_LONGPOLL, "1");
 }
 
-static void fill_doc(struct ca_server *ca, struct admin_response *r)
+static void fill_doc(const struct ca_doc *d, struct admin_response *r)
 {
 	r->status = 200;
 	r->content_type = "application/json";
-	buf_append(&r->body, buf_rptr(&ca->doc), buf_len(&ca->doc));
-	set_doc_headers(ca, r);
+	buf_append(&r->body, buf_rptr(&d->body), buf_len(&d->body));
+	set_doc_headers(d, r);
 }
 
 static void waiter_unlink(struct waiter *w)
 {
-	struct ca_server *ca = w->ca;
+	struct ca_loop *cl = w->cl;
 
 	if (w->prev)
 		w->prev->next = w->next;
 	else
-		ca->waiters = w->next;
+		cl->waiters = w->next;
 	if (w->next)
 		w->next->prev = w->prev;
-	ca->nwaiters--;
-	metrics_gauge_dec(ca->m_watchers);
-	ev_timer_del(server_loop(ca->srv), &w->t);
+	atomic_fetch_sub(&cl->ca->nwaiters, 1);
+	metrics_gauge_dec(cl->ca->m_watchers);
+	ev_timer_del(cl->loop, &w->t);
 }
 
+/* Answers with the current document: 200 when it changed since the wait began, else 304. */
 static void waiter_answer(struct waiter *w, bool changed)
 {
 	struct admin_response r = {.status = 304};
+	struct ca_doc *d = doc_get(w->cl->ca);
 
 	buf_init(&r.body, 0);
 	if (changed)
-		fill_doc(w->ca, &r);
+		fill_doc(d, &r);
 	else
-		set_doc_headers(w->ca, &r);
+		set_doc_headers(d, &r);
 	waiter_unlink(w);
 	admin_pending_respond(w->p, &r);
 	buf_fini(&r.body);
+	doc_put(d);
 	free(w);
 }
 
@@ -388,30 +454,33 @@ static void on_waiter_cancel(struct admin_pending *p, void *arg)
 	free(w);
 }
 
-/* The `watch=` value matches the current ETag, quoted or not. */
-static bool etag_matches(const struct ca_server *ca, const char *v)
+/* The `watch=` value matches the ETag, quoted or not. */
+static bool etag_matches(const struct ca_doc *d, const char *v)
 {
-	size_t n = strlen(ca->etag);
+	size_t n = strlen(d->etag);
 
-	return strcmp(v, ca->etag) == 0 ||
-	       (strlen(v) == n - 2 && strncmp(v, ca->etag + 1, n - 2) == 0);
+	return strcmp(v, d->etag) == 0 ||
+	       (strlen(v) == n - 2 && strncmp(v, d->etag + 1, n - 2) == 0);
 }
 
 static void h_config(const struct admin_request *req, struct admin_response *r, void *arg)
 {
-	struct ca_server *ca = arg;
+	struct ca_loop *cl = arg;
+	struct ca_server *ca = cl->ca;
 	const char *why = NULL;
-	const char *node = authenticate(ca, req, &why);
+	char node[256];
 	char watch[160];
 	char tmo[16];
 	struct slice inm;
 	long timeout_s = LONGPOLL_DEFAULT_S;
+	struct ca_doc *d;
 
-	if (!node) {
+	if (!authenticate(ca, req, node, sizeof(node), &why)) {
 		refuse(ca, r, 401, "unauthenticated", NULL, NULL, req->peer, "%s", why);
 		return;
 	}
-	if (!ca->cfg) {
+	d = doc_get(ca);
+	if (!d) {
 		admin_error(r, 503, "no mesh config loaded yet");
 		return;
 	}
@@ -420,65 +489,88 @@ static void h_config(const struct admin_request *req, struct admin_response *r, 
 		timeout_s = strtol(tmo, &end, 10);
 		if (*end || timeout_s < 1 || timeout_s > LONGPOLL_MAX_S) {
 			admin_error(r, 400, "timeoutSeconds: want 1..%d", LONGPOLL_MAX_S);
-			return;
+			goto out;
 		}
 	}
-	if (admin_query_get(req->query, "watch", watch, sizeof(watch)) && etag_matches(ca, watch)) {
+	if (admin_query_get(req->query, "watch", watch, sizeof(watch)) && etag_matches(d, watch)) {
 		struct waiter *w = xcalloc(1, sizeof(*w));
-		w->ca = ca;
+		w->cl = cl;
 		w->p = admin_defer(req, on_waiter_cancel, w);
 		if (!w->p) {
 			free(w);
 			admin_error(r, 500, "cannot defer the response");
-			return;
+			goto out;
 		}
 		ev_timer_init(&w->t, on_waiter_timeout);
-		ev_timer_add(server_loop(ca->srv), &w->t, (uint64_t)timeout_s * 1000);
-		w->next = ca->waiters;
-		if (ca->waiters)
-			ca->waiters->prev = w;
-		ca->waiters = w;
-		ca->nwaiters++;
+		ev_timer_add(cl->loop, &w->t, (uint64_t)timeout_s * 1000);
+		w->next = cl->waiters;
+		if (cl->waiters)
+			cl->waiters->prev = w;
+		cl->waiters = w;
+		atomic_fetch_add(&ca->nwaiters, 1);
 		metrics_gauge_inc(ca->m_watchers);
-		return;
+		goto out;
 	}
 	if (http1_fields_get(&req->msg->headers, "if-none-match", &inm) &&
-	    http1_slice_eq(inm, ca->etag)) {
+	    http1_slice_eq(inm, d->etag)) {
 		r->status = 304;
-		set_doc_headers(ca, r);
-		return;
+		set_doc_headers(d, r);
+		goto out;
 	}
-	fill_doc(ca, r);
+	fill_doc(d, r);
+out:
+	doc_put(d);
 }
 
-/* On the loop: adopt a new snapshot, render its document once, answer every waiter. */
-static void config_changed(struct ev_loop *loop, void *arg)
+/* On a worker loop: the document changed, answer every waiter of this loop. */
+static void wake_waiters(struct ev_loop *loop, void *arg)
 {
-	struct config *c = arg;
-	struct ca_server *ca = &g_ca;
-	struct json_writer w;
+	struct ca_loop *cl = arg;
 
 	(void)loop;
-	config_unref(ca->cfg);
-	ca->cfg = c;
-	buf_reset(&ca->doc);
-	json_writer_init(&w, &ca->doc, 2);
-	config_dump_mesh_write(c, &w);
-	json_writer_finish(&w);
-	buf_append(&ca->doc, "\n", 1);
-	snprintf(ca->etag, sizeof(ca->etag), "\"%s\"", config_etag(c));
-	while (ca->waiters)
-		waiter_answer(ca->waiters, true);
+	while (cl->waiters)
+		waiter_answer(cl->waiters, true);
 }
 
+/* On the watcher thread: render the new document once, swap it in, wake every loop. */
 static void on_config(struct server *srv, void *ctx, struct config *c)
 {
-	(void)ctx;
-	ev_loop_post(server_loop(srv), config_changed, config_ref(c));
+	struct ca_server *ca = ctx;
+	struct ca_doc *d = xcalloc(1, sizeof(*d));
+	struct ca_doc *old;
+	struct json_writer w;
+
+	(void)srv;
+	atomic_init(&d->ref, 1);
+	d->cfg = config_ref(c);
+	buf_init(&d->body, 0);
+	json_writer_init(&w, &d->body, 2);
+	config_dump_mesh_write(c, &w);
+	json_writer_finish(&w);
+	buf_append(&d->body, "\n", 1);
+	snprintf(d->etag, sizeof(d->etag), "\"%s\"", config_etag(c));
+	pthread_mutex_lock(&ca->mu);
+	old = ca->doc;
+	ca->doc = d;
+	for (unsigned i = 0; i < ca->nloops; i++)
+		ev_loop_post(ca->loops[i]->loop, wake_waiters, ca->loops[i]);
+	pthread_mutex_unlock(&ca->mu);
+	doc_put(old);
 }
 
 /* ---- the serving certificate ------------------------------------------------------------------
  */
+
+/* On a worker loop: serve new connections with the current serving certificate. */
+static void adopt_tls(struct ev_loop *loop, void *arg)
+{
+	struct ca_loop *cl = arg;
+
+	(void)loop;
+	pthread_mutex_lock(&cl->ca->mu);
+	admin_server_set_tls(cl->https, cl->ca->tls);
+	pthread_mutex_unlock(&cl->ca->mu);
+}
 
 static int make_tls(struct ca_server *ca, struct errbuf *eb)
 {
@@ -546,12 +638,15 @@ static int make_tls(struct ca_server *ca, struct errbuf *eb)
 		rc = -E_CRYPTO;
 		goto out;
 	}
+	pthread_mutex_lock(&ca->mu);
 	tls_config_unref(ca->tls);
 	ca->tls = cfg;
-	if (ca->https)
-		admin_server_set_tls(ca->https, cfg);
 	snprintf(ca->server_serial, sizeof(ca->server_serial), "%s", is.serial);
 	ca->server_not_after = is.not_after;
+	/* Each loop switches its server to the new certificate on its own thread. */
+	for (unsigned i = 0; i < ca->nloops; i++)
+		ev_loop_post(ca->loops[i]->loop, adopt_tls, ca->loops[i]);
+	pthread_mutex_unlock(&ca->mu);
 	log_info("ca serving certificate issued", LF_STR("identity", ca->server_identity),
 		 LF_STR("serial", is.serial), LF_I64("not_after", is.not_after));
 out:
@@ -632,16 +727,11 @@ static int ca_start(struct server *srv, void *ctx, struct errbuf *eb)
 {
 	struct ca_server *ca = ctx;
 	const struct server_settings *set = server_settings_get(srv);
-	struct admin_opts ao = {.max_body = CA_MAX_BODY,
-				.max_conns = 1024,
-				.on_reject = on_reject,
-				.reject_arg = ca};
 	/* --trust-domain overrides only when given; the default comes from the CA itself. */
 	const char *td = strcmp(set->trust_domain, "cluster.local") != 0 ? set->trust_domain : NULL;
 	int rc;
 
 	ca->srv = srv;
-	buf_init(&ca->doc, 0);
 	if ((rc = ca_authority_load(ca->dir, td, time(NULL), &ca->auth, eb)) < 0)
 		return rc;
 	ca->server_identity = ca->identity ? xstrdup(ca->identity)
@@ -657,33 +747,86 @@ static int ca_start(struct server *srv, void *ctx, struct errbuf *eb)
 		return rc;
 	ev_timer_init(&ca->renew, on_renew);
 	ev_timer_add(server_loop(srv), &ca->renew, (uint64_t)SERVER_CERT_TTL * 500);
-	ca->https = admin_server_new(server_loop(srv), "ca", &ao, eb);
-	if (!ca->https)
-		return -E_INVAL;
-	admin_server_set_tls(ca->https, ca->tls);
-	admin_route(ca->https, "/v1/certificates", ADMIN_POST, h_certificates, ca);
-	admin_route(ca->https, "/v1/roots", ADMIN_GET, h_roots, ca);
-	admin_route(ca->https, "/v1/config", ADMIN_GET, h_config, ca);
-	if ((rc = admin_listen(ca->https, ca->listen, eb)) < 0)
-		return rc;
 	log_info("ca serving", LF_STR("listen", ca->listen),
 		 LF_STR("trust_domain", ca->auth->trust_domain), LF_STR("dir", ca->dir),
-		 LF_U64("tokens", ca->tokens.n));
+		 LF_U64("tokens", ca->tokens.n), LF_I64("loops", set->workers));
 	return 0;
+}
+
+/* Each worker loop gets its own HTTPS server on the same address (SO_REUSEPORT). */
+static int ca_worker_init(struct server *srv, void *ctx, struct ev_loop *loop, unsigned worker,
+			  struct errbuf *eb)
+{
+	struct ca_server *ca = ctx;
+	struct ca_loop *cl = xcalloc(1, sizeof(*cl));
+	struct admin_opts ao = {.max_body = CA_MAX_BODY,
+				.max_conns = 1024,
+				.on_reject = on_reject,
+				.reject_arg = ca,
+				.reuseport = true};
+	int rc;
+
+	(void)srv;
+	(void)worker;
+	cl->ca = ca;
+	cl->loop = loop;
+	cl->https = admin_server_new(loop, "ca", &ao, eb);
+	if (!cl->https) {
+		free(cl);
+		return -E_INVAL;
+	}
+	admin_route(cl->https, "/v1/certificates", ADMIN_POST, h_certificates, ca);
+	admin_route(cl->https, "/v1/roots", ADMIN_GET, h_roots, ca);
+	admin_route(cl->https, "/v1/config", ADMIN_GET, h_config, cl);
+	pthread_mutex_lock(&ca->mu);
+	admin_server_set_tls(cl->https, ca->tls);
+	pthread_mutex_unlock(&ca->mu);
+	rc = admin_listen(cl->https, ca->listen, eb);
+	if (rc < 0) {
+		/* worker_fini does not run for a worker whose init failed. */
+		admin_server_free(cl->https);
+		free(cl);
+		return rc;
+	}
+	pthread_mutex_lock(&ca->mu);
+	ca->loops[ca->nloops++] = cl;
+	pthread_mutex_unlock(&ca->mu);
+	return 0;
+}
+
+static void ca_worker_fini(struct server *srv, void *ctx, struct ev_loop *loop, unsigned worker)
+{
+	struct ca_server *ca = ctx;
+	struct ca_loop *cl = NULL;
+
+	(void)srv;
+	(void)worker;
+	pthread_mutex_lock(&ca->mu);
+	for (unsigned i = 0; i < ca->nloops; i++) {
+		if (ca->loops[i]->loop == loop) {
+			cl = ca->loops[i];
+			ca->loops[i] = ca->loops[--ca->nloops];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&ca->mu);
+	if (!cl)
+		return;
+	admin_server_free(cl->https); /* cancels this loop's waiters */
+	free(cl);
 }
 
 static void ca_stop(struct server *srv, void *ctx)
 {
 	struct ca_server *ca = ctx;
 
+	/* The workers and their servers are gone by now. */
 	ev_timer_del(server_loop(srv), &ca->renew);
-	admin_server_free(ca->https); /* cancels every waiter */
-	ca->https = NULL;
 	tls_config_unref(ca->tls);
 	ca_ratelimit_free(ca->rl);
 	ca_tokens_fini(&ca->tokens);
-	config_unref(ca->cfg);
-	buf_fini(&ca->doc);
+	doc_put(ca->doc);
+	ca->doc = NULL;
 	ca_authority_free(ca->auth);
 	free(ca->server_identity);
 }
@@ -691,9 +834,13 @@ static void ca_stop(struct server *srv, void *ctx)
 static const char *ca_not_ready(struct server *srv, void *ctx)
 {
 	struct ca_server *ca = ctx;
+	bool have;
 
 	(void)srv;
-	return ca->cfg ? NULL : "mesh config not yet served";
+	pthread_mutex_lock(&ca->mu);
+	have = ca->doc != NULL;
+	pthread_mutex_unlock(&ca->mu);
+	return have ? NULL : "mesh config not yet served";
 }
 
 static void ca_dump(struct server *srv, void *ctx, struct json_writer *w)
@@ -719,6 +866,7 @@ static void ca_dump(struct server *srv, void *ctx, struct json_writer *w)
 	json_write_string(w, serial);
 	server_dump_time(w, "notAfter", ca->auth->signing->not_after * 1000);
 	json_write_object_end(w);
+	pthread_mutex_lock(&ca->mu);
 	json_write_key(w, "servingCertificate");
 	json_write_object_begin(w);
 	json_write_key(w, "identity");
@@ -727,12 +875,15 @@ static void ca_dump(struct server *srv, void *ctx, struct json_writer *w)
 	json_write_string(w, ca->server_serial);
 	server_dump_time(w, "notAfter", ca->server_not_after * 1000);
 	json_write_object_end(w);
-	json_write_key(w, "roots");
-	json_write_uint(w, ca->auth->n_root);
 	json_write_key(w, "nodeTokens");
 	json_write_uint(w, ca->tokens.n);
+	json_write_key(w, "httpsLoops");
+	json_write_uint(w, ca->nloops);
+	pthread_mutex_unlock(&ca->mu);
+	json_write_key(w, "roots");
+	json_write_uint(w, ca->auth->n_root);
 	json_write_key(w, "configWatchers");
-	json_write_uint(w, ca->nwaiters);
+	json_write_uint(w, atomic_load(&ca->nwaiters));
 	json_write_object_end(w);
 }
 
@@ -762,6 +913,8 @@ int ca_serve_main(int argc, char **argv)
 		.check = ca_check,
 		.start = ca_start,
 		.stop = ca_stop,
+		.worker_init = ca_worker_init,
+		.worker_fini = ca_worker_fini,
 		.dump = ca_dump,
 		.on_config = on_config,
 		.not_ready = ca_not_ready,

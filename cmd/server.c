@@ -38,6 +38,16 @@ struct ev_loop *server_loop(struct server *srv)
 	return srv->loop;
 }
 
+struct ev_loop *server_worker_loop(struct server *srv, unsigned i)
+{
+	return ev_workers_loop(&srv->workers, i);
+}
+
+unsigned server_worker_count(struct server *srv)
+{
+	return srv->workers.n;
+}
+
 struct watch *server_watch(struct server *srv)
 {
 	return srv->watch;
@@ -423,12 +433,20 @@ static int register_metrics(struct server *srv, struct errbuf *eb)
 
 static int worker_init(struct ev_loop *loop, unsigned worker, void *arg, struct errbuf *eb)
 {
-	(void)loop;
-	(void)worker;
-	(void)arg;
-	(void)eb;
+	struct server *srv = arg;
+
 	metrics_thread_set_index(ev_thread_index());
+	if (srv->comp->worker_init)
+		return srv->comp->worker_init(srv, srv->comp->ctx, loop, worker, eb);
 	return 0;
+}
+
+static void worker_fini(struct ev_loop *loop, unsigned worker, void *arg)
+{
+	struct server *srv = arg;
+
+	if (srv->comp->worker_fini)
+		srv->comp->worker_fini(srv, srv->comp->ctx, loop, worker);
 }
 
 static int check_config(struct server *srv)
@@ -534,8 +552,8 @@ static int run(struct server *srv, struct errbuf *eb)
 	atomic_store(&srv->started, true);
 	if ((rc = watch_start(srv->watch, eb)) < 0)
 		return rc;
-	rc = ev_workers_start(&srv->workers, (unsigned)srv->set->workers, worker_init, NULL, srv,
-			      eb);
+	rc = ev_workers_start(&srv->workers, (unsigned)srv->set->workers, worker_init, worker_fini,
+			      srv, eb);
 	if (rc < 0)
 		return rc;
 	log_info("started", LF_STR("component", srv->comp->name),
@@ -549,6 +567,7 @@ static int run(struct server *srv, struct errbuf *eb)
 	rc = ev_loop_run(srv->loop);
 	log_info("stopping", LF_STR("component", srv->comp->name));
 	watch_stop(srv->watch);
+	ev_workers_stop(&srv->workers); /* workers' fini hooks run before the component stops */
 	if (srv->comp->stop && atomic_load(&srv->started))
 		srv->comp->stop(srv, srv->comp->ctx);
 	(void)ceb;

@@ -52,12 +52,19 @@ struct server_component {
 	void (*dump)(struct server *srv, void *ctx, struct json_writer *w);
 	/* On the watcher thread, after each new snapshot (post to the loop for loop work). */
 	void (*on_config)(struct server *srv, void *ctx, struct config *c);
+	/* On each worker thread with its loop, before it runs / after it stopped. */
+	int (*worker_init)(struct server *srv, void *ctx, struct ev_loop *loop, unsigned worker,
+			   struct errbuf *eb);
+	void (*worker_fini)(struct server *srv, void *ctx, struct ev_loop *loop, unsigned worker);
 	/* Readiness: NULL if ready, else why not (checked after the config). */
 	const char *(*not_ready)(struct server *srv, void *ctx);
 };
 
 /* For component hooks. */
 struct ev_loop *server_loop(struct server *srv);
+/* The worker loops (for posting to every worker); n is set to their number. */
+struct ev_loop *server_worker_loop(struct server *srv, unsigned i);
+unsigned server_worker_count(struct server *srv);
 struct watch *server_watch(struct server *srv);
 const struct server_settings *server_settings_get(struct server *srv);
 /* Writes `"key": "<RFC 3339 UTC>"` (null for ms <= 0). */

@@ -667,7 +667,9 @@ int admin_listen(struct admin_server *s, const char *addr, struct errbuf *eb)
 	}
 	l = &s->listeners[s->nlisteners];
 	memset(l, 0, sizeof(*l));
-	r = net_listener_start(l, s->loop, &a, NULL, on_accept, s, eb);
+	r = net_listener_start(l, s->loop, &a,
+			       &(struct net_listen_opts){.reuseport = s->opts.reuseport}, on_accept,
+			       s, eb);
 	if (r < 0) {
 		errbuf_prefix(eb, "%s listener", s->name);
 		return r;

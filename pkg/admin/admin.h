@@ -45,6 +45,8 @@ struct admin_opts {
 	 * e.g. for an audit log. */
 	void (*on_reject)(void *arg, int status, const char *reason, const struct net_addr *peer);
 	void *reject_arg;
+	/* SO_REUSEPORT: one server per worker loop on the same address shares the load. */
+	bool reuseport;
 };
 
 struct admin_request {
