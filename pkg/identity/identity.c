@@ -343,7 +343,7 @@ static int fetch(struct identity_mgr *m, const char *id, int64_t now, struct ide
 		*retry_after = a.retry_after;
 		pem = a.pem;
 		n = a.n;
-		trusted = &m->cl.roots;
+		trusted = &m->cl.http.roots;
 	} else {
 		struct ca_issue_req req = {.pub = x509_key_public(key),
 					   .identity = id,

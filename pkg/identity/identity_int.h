@@ -5,13 +5,12 @@
 #include "pkg/identity/identity.h"
 
 #include "pkg/ca/ca.h"
+#include "pkg/httpc/httpc.h"
 #include "pkg/net/net.h"
-#include "pkg/tls/tls.h"
 
 #include <stdatomic.h>
 
 #define IDENTITY_RESPONSE_MAX (1u << 20) /* CA response body */
-#define IDENTITY_TOKEN_MAX 4096
 
 /* ---- identity_verify.c ------------------------------------------------------------------------
  */
@@ -28,12 +27,11 @@ int identity_cert_build(const char *id, struct x509_key *key, char *const *pem, 
  */
 
 struct identity_url {
-	char *host;    /* without brackets */
+	char *host;    /* without brackets, lower case */
 	char *prefix;  /* "" or "/path" without a trailing slash */
 	char *display; /* "https://host:port/prefix" */
 	uint16_t port;
 	bool host_is_ip;
-	struct net_ip ip; /* when host_is_ip */
 };
 
 int identity_url_parse(const char *s, struct identity_url *u, struct errbuf *eb);
@@ -41,12 +39,8 @@ void identity_url_fini(struct identity_url *u);
 
 struct identity_client {
 	struct identity_url url;
+	struct httpc http; /* roots: the ca_root anchors */
 	char *token_file;
-	char *ca_identity;	 /* NULL: any */
-	struct x509_chain roots; /* ca_root */
-	br_x509_certificate *br_roots;
-	struct tls_config *tls;
-	uint32_t connect_timeout_ms, io_timeout_ms;
 	int wakefd;		     /* readable: stop or new work */
 	const atomic_bool *stopping; /* abandon the request at once when set */
 };

@@ -82,32 +82,46 @@ static void opts_defaults(struct watch_opts *o)
 
 static int setup_url(struct watch *w, const struct watch_opts *opts, struct errbuf *eb)
 {
-	char tok[WATCH_TOKEN_MAX];
+	const char *auth = strstr(opts->source, "://") + 3;
+	char tok[HTTPC_TOKEN_MAX];
+	struct httpc_url u;
+	bool tls;
 	int r;
 
-	r = watch_url_parse(opts->source, &w->url, eb);
+	/* Never echo the URL itself: it may hold credentials. */
+	if (memchr(auth, '@', strcspn(auth, "/?#")))
+		return errbuf_set(eb, E_INVAL,
+				  "mesh-config URL: credentials in the URL are not supported (use "
+				  "--token-file)");
+	r = httpc_url_parse(opts->source, &u, eb);
+	if (r < 0) {
+		errbuf_prefix(eb, "mesh-config URL");
+		return r;
+	}
+	tls = u.tls;
+	w->kind = tls ? WATCH_HTTPS : WATCH_HTTP;
+	w->source = xasprintf("%s://%s%s", tls ? "https" : "http", u.hostport, u.target);
+	httpc_url_fini(&u);
+	if (tls && (!opts->ca_root || !opts->ca_root[0]))
+		return errbuf_set(eb, E_INVAL,
+				  "%s: https source needs a trust anchor file (--ca-root)",
+				  w->source);
+	r = httpc_init(&w->http, opts->source,
+		       &(struct httpc_opts){.ca_root = opts->ca_root,
+					    .ca_root_what = "--ca-root",
+					    .connect_timeout_ms = w->o.connect_timeout_ms,
+					    .io_timeout_ms = w->o.io_timeout_ms},
+		       eb);
 	if (r < 0)
 		return r;
-	w->kind = w->url.tls ? WATCH_HTTPS : WATCH_HTTP;
-	w->source = xasprintf("%s://%s%s", w->url.tls ? "https" : "http", w->url.hostport,
-			      w->url.target);
-	if (w->url.tls) {
-		if (!opts->ca_root || !opts->ca_root[0])
-			return errbuf_set(eb, E_INVAL,
-					  "%s: https source needs a trust anchor file (--ca-root)",
-					  w->source);
-		r = watch_tls_load_roots(opts->ca_root, &w->tas, &w->ntas, eb);
-		if (r < 0)
-			return r;
-	}
 	if (opts->token_file && opts->token_file[0]) {
 		/* Read it once now so a missing or malformed token fails at startup. */
-		r = watch_token_read(opts->token_file, tok, sizeof(tok), eb);
+		r = httpc_token_read(opts->token_file, tok, sizeof(tok), eb);
 		secure_wipe(tok, sizeof(tok));
 		if (r < 0)
 			return r;
 		w->token_file = xstrdup(opts->token_file);
-		if (!w->url.tls)
+		if (!tls)
 			log_warn("bearer token will be sent over plain http",
 				 LF_STR("source", w->source));
 	}
@@ -168,8 +182,7 @@ struct watch *watch_new(const struct watch_opts *opts, struct errbuf *eb)
 	w->st.source = w->source;
 	return w;
 fail:
-	watch_url_fini(&w->url);
-	watch_tls_free_roots(w->tas, w->ntas);
+	httpc_fini(&w->http);
 	free(w->token_file);
 	free(w->source);
 	free(w->path);
@@ -185,8 +198,7 @@ void watch_free(struct watch *w)
 	config_unref(w->cur);
 	pthread_mutex_destroy(&w->mu);
 	close(w->wakefd);
-	watch_url_fini(&w->url);
-	watch_tls_free_roots(w->tas, w->ntas);
+	httpc_fini(&w->http);
 	free(w->st.last_error);
 	free(w->reject_errors);
 	free(w->token_file);

@@ -4,25 +4,13 @@
 
 #include "pkg/watch/watch.h"
 
-#include <bearssl.h>
+#include "pkg/httpc/httpc.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 
-#define WATCH_HASH_LEN 32 /* sha256 of the document bytes */
-#define WATCH_TOKEN_MAX 8192
+#define WATCH_HASH_LEN 32  /* sha256 of the document bytes */
 #define WATCH_ETAG_MAX 128 /* longer ETags are ignored (not sent back) */
-
-/* A parsed http(s) URL. `target` is the request-target (path plus query, never empty). */
-struct watch_url {
-	bool tls;
-	bool host_is_ip; /* IPv4 or bracketed IPv6 literal: no SNI, iPAddress SAN check */
-	int ip_family;	 /* AF_INET / AF_INET6 when host_is_ip */
-	uint8_t ip[16];
-	char *host;	/* without brackets */
-	char *hostport; /* Host header value: host[:port], IPv6 in brackets */
-	uint16_t port;
-	char *target;
-};
 
 /* The result of one fetch. */
 struct watch_doc {
@@ -37,12 +25,10 @@ struct watch {
 	/* Immutable after watch_new. */
 	struct watch_opts o; /* strings below are our own copies */
 	enum watch_kind kind;
-	char *source;	  /* description for logs and status (no secrets) */
-	char *path;	  /* file source */
-	char *token_file; /* URL source, optional */
-	struct watch_url url;
-	br_x509_trust_anchor *tas;
-	size_t ntas;
+	char *source;	   /* description for logs and status (no secrets) */
+	char *path;	   /* file source */
+	char *token_file;  /* URL source, optional */
+	struct httpc http; /* URL source: the client (URL, trust anchors, timeouts) */
 
 	/* Thread control. */
 	pthread_t thr;
@@ -85,29 +71,8 @@ int watch_file_read(struct watch *w, struct watch_doc *doc, struct errlist *errs
 void watch_file_loop(struct watch *w);
 
 /* watch_http.c */
-int watch_url_parse(const char *s, struct watch_url *u, struct errbuf *eb);
-void watch_url_fini(struct watch_url *u);
 /* One request: a long-poll when `longpoll` (and an ETag is known), else a conditional GET. */
 int watch_http_fetch(struct watch *w, bool longpoll, struct watch_doc *doc, struct errlist *errs);
 void watch_http_loop(struct watch *w);
-/* Reads and validates the token file into out (NUL-terminated); wipe it after use. */
-int watch_token_read(const char *path, char *out, size_t cap, struct errbuf *eb);
-
-/* watch_conn.c */
-int watch_tls_load_roots(const char *path, br_x509_trust_anchor **tas, size_t *n,
-			 struct errbuf *eb);
-void watch_tls_free_roots(br_x509_trust_anchor *tas, size_t n);
-/* Strict DER walk of a certificate for an iPAddress SAN equal to ip (4 or 16 bytes).
- * Returns 1 match, 0 no match, -E_PARSE on malformed DER. Exposed for tests. */
-int watch_cert_has_ip_san(const uint8_t *der, size_t len, const uint8_t *ip, size_t iplen);
-
-struct watch_conn;
-/* Connects (TCP, then TLS if u->tls) with the watch's timeouts; NULL with the reason in eb. */
-struct watch_conn *watch_conn_open(struct watch *w, const struct watch_url *u, struct errbuf *eb);
-int watch_conn_write(struct watch_conn *c, const void *p, size_t n, struct errbuf *eb);
-/* Reads some bytes: > 0 count, 0 clean EOF, < 0 error (reason in eb). Waits up to timeout_ms. */
-long watch_conn_read(struct watch_conn *c, void *p, size_t n, uint32_t timeout_ms,
-		     struct errbuf *eb);
-void watch_conn_close(struct watch_conn *c);
 
 #endif
