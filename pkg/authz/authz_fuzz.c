@@ -279,7 +279,7 @@ static enum authz_verdict ref_assert(const struct config_policy *const *list, si
 static int ref_decide(const struct config *c, const struct config_workload *w,
 		      const struct authz_conn *k, const struct config_policy **by, long *rule)
 {
-	const struct config_policy *list[512];
+	const struct config_policy *list[512] = {0};
 	size_t n = 0, nn, ng;
 	enum authz_verdict v;
 	const struct config_policy *const *nsl = config_policies_by_namespace(c, w->namespace, &nn);

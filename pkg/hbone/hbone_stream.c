@@ -22,10 +22,16 @@ static void set_bad(struct hbone_req_acc *r, const char *fmt, const char *arg)
 
 static void keep_extra(struct hbone_req_acc *r, int i, const uint8_t *v, size_t n)
 {
-	size_t old = r->hdr_len[i];
-	size_t sep = r->hdr[i] ? 1 : 0;
+	size_t old;
+	size_t sep;
 
+	if (i < 0 || (size_t)i >= ARRAY_LEN(extra_names))
+		return;
+	old = r->hdr_len[i];
+	sep = r->hdr[i] ? 1 : 0;
 	if (r->hdr[i] && i >= 2) {
+		/* i < 4 is checked above; cppcheck misreads the i >= 2 test as a bound. */
+		/* cppcheck-suppress arrayIndexOutOfBoundsCond */
 		set_bad(r, "duplicate %s header", extra_names[i]);
 		return;
 	}
