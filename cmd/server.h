@@ -13,14 +13,9 @@ struct server_settings {
 	const char *ready;
 	const char *log_level;
 	const char *log_format;
-	const char *ca_url;
 	const char *ca_root;
 	const char *token_file;
-	const char *ca_dir;
 	const char *trust_domain;
-	const char *mode;
-	const char *zds_socket;
-	struct flag_list workloads;
 	int workers;
 	uint64_t drain_timeout_ms;
 	uint64_t poll_interval_ms;

@@ -1,14 +1,180 @@
-/* `ambient ztunnel`: the per-node L4 proxy. Config loading/watching and the admin surface run;
- * the data plane (HBONE, listeners) lands with the ztunnel issue. */
+/* `ambient ztunnel`: the per-node L4 proxy: config watch and admin from the runtime, the data
+ * plane (15001/15006/15008, HBONE) from pkg/proxy, certificates from pkg/identity. */
 #include "cmd/cmd.h"
 #include "cmd/server.h"
+#include "pkg/identity/identity.h"
+#include "pkg/json/json.h"
+#include "pkg/proxy/proxy.h"
+#include "pkg/watch/watch.h"
+
+#include <string.h>
+
+struct zt {
+	const char *ca_dir, *ca_url;
+	struct flag_list workloads;
+	int inbound_port, outbound_port, hbone_port;
+	bool preserve_source;
+	struct identity_mgr *idm;
+	struct proxy *proxy;
+};
+
+static int port_ok(int p)
+{
+	return p > 0 && p < 65536;
+}
+
+static int zt_check(void *ctx, const struct server_settings *set, struct errbuf *eb)
+{
+	struct zt *z = ctx;
+
+	if (z->ca_dir && z->ca_url)
+		return errbuf_set(eb, E_INVAL,
+				  "ztunnel takes one certificate source: --ca-dir DIR, or "
+				  "--ca-url URL with --ca-root FILE and --token-file FILE");
+	if (z->ca_url && (!set->ca_root || !set->token_file))
+		return errbuf_set(eb, E_INVAL, "--ca-url needs --ca-root and --token-file");
+	if (!port_ok(z->inbound_port) || !port_ok(z->outbound_port) || !port_ok(z->hbone_port))
+		return errbuf_set(eb, E_INVAL, "ports must be in 1..65535");
+	return 0;
+}
+
+static int zt_start(struct server *srv, void *ctx, struct errbuf *eb)
+{
+	struct zt *z = ctx;
+	const struct server_settings *set = server_settings_get(srv);
+	struct identity_opts io = {
+		.ca_dir = z->ca_dir,
+		.ca_url = z->ca_url,
+		.ca_root = z->ca_url ? set->ca_root : NULL,
+		.token_file = z->ca_url ? set->token_file : NULL,
+	};
+	struct proxy_opts po = {
+		.workload_uids = z->workloads.items,
+		.n_workload_uids = (size_t)z->workloads.n,
+		.inbound_port = (uint16_t)z->inbound_port,
+		.outbound_port = (uint16_t)z->outbound_port,
+		.hbone_port = (uint16_t)z->hbone_port,
+		.preserve_source = z->preserve_source,
+	};
+	struct config *c;
+
+	if (!z->ca_dir && !z->ca_url) {
+		log_warn("ztunnel: no certificate source, the data plane stays off",
+			 LF_STR("hint", "pass --ca-dir DIR or --ca-url URL"));
+		return 0;
+	}
+	z->idm = identity_mgr_new(&io, eb);
+	if (!z->idm)
+		return -E_INVAL;
+	po.idm = z->idm;
+	z->proxy = proxy_new(&po, eb);
+	if (!z->proxy)
+		return -E_INVAL;
+	c = watch_current(server_watch(srv));
+	if (c) {
+		proxy_set_config(z->proxy, c);
+		config_unref(c);
+	}
+	return 0;
+}
+
+static void zt_stop(struct server *srv, void *ctx)
+{
+	struct zt *z = ctx;
+
+	(void)srv;
+	proxy_free(z->proxy);
+	identity_mgr_free(z->idm);
+	z->proxy = NULL;
+	z->idm = NULL;
+}
+
+static void zt_on_config(struct server *srv, void *ctx, struct config *c)
+{
+	struct zt *z = ctx;
+
+	(void)srv;
+	if (z->proxy)
+		proxy_set_config(z->proxy, c);
+}
+
+static int zt_worker_init(struct server *srv, void *ctx, struct ev_loop *loop, unsigned worker,
+			  struct errbuf *eb)
+{
+	struct zt *z = ctx;
+
+	(void)srv;
+	if (!z->proxy)
+		return 0;
+	return proxy_worker_start(z->proxy, loop, worker, eb);
+}
+
+static void zt_worker_fini(struct server *srv, void *ctx, struct ev_loop *loop, unsigned worker)
+{
+	struct zt *z = ctx;
+
+	(void)srv;
+	if (z->proxy)
+		proxy_worker_stop(z->proxy, loop, worker);
+}
+
+static const char *zt_not_ready(struct server *srv, void *ctx)
+{
+	struct zt *z = ctx;
+
+	(void)srv;
+	return z->proxy ? proxy_not_ready(z->proxy)
+			: "data plane off: no certificate source "
+			  "(--ca-dir DIR or --ca-url URL)";
+}
+
+static void zt_dump(struct server *srv, void *ctx, struct json_writer *w)
+{
+	struct zt *z = ctx;
+
+	(void)srv;
+	if (!z->proxy)
+		return;
+	json_write_key(w, "proxy");
+	proxy_dump(z->proxy, w);
+}
 
 int cmd_ztunnel(int argc, char **argv)
 {
+	static struct zt z = {.inbound_port = 15006, .outbound_port = 15001, .hbone_port = 15008};
+	static const struct flag flags[] = {
+		{"ca-dir", FLAG_STR, &z.ca_dir,
+		 "sign workload certificates locally from this CA "
+		 "directory",
+		 "DIR"},
+		{"ca-url", FLAG_STR, &z.ca_url, "remote CA (with --ca-root and --token-file)",
+		 "URL"},
+		{"workload", FLAG_STR_LIST, &z.workloads,
+		 "serve this workload uid (repeatable; workloads with a local IP are served "
+		 "anyway)",
+		 "UID"},
+		{"inbound-port", FLAG_INT, &z.inbound_port, "inbound plaintext port (15006)",
+		 "PORT"},
+		{"outbound-port", FLAG_INT, &z.outbound_port, "outbound capture port (15001)",
+		 "PORT"},
+		{"hbone-port", FLAG_INT, &z.hbone_port, "inbound HBONE port (15008)", "PORT"},
+		{"preserve-source", FLAG_BOOL, &z.preserve_source,
+		 "connect to apps from the client's IP (IP_TRANSPARENT; needs policy routing)",
+		 NULL},
+	};
 	static const struct server_component comp = {
 		.name = "ztunnel",
-		.not_ready_reason = "data plane not implemented yet (HBONE, 15001/15006/15008 "
-				    "listeners): this build serves config and admin only",
+		.flags = flags,
+		.nflags = ARRAY_LEN(flags),
+		.ctx = &z,
+		.check = zt_check,
+		.start = zt_start,
+		.stop = zt_stop,
+		.dump = zt_dump,
+		.on_config = zt_on_config,
+		.worker_init = zt_worker_init,
+		.worker_fini = zt_worker_fini,
+		.not_ready = zt_not_ready,
 	};
 
 	return server_main(&comp, argc, argv);

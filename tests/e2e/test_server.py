@@ -134,8 +134,8 @@ def test_file_source_reload_keep_last_good_and_recover(tmp_path, server):
     assert any(INVALID_PATH in l for l in c["lastError"]), c["lastError"]
     wait_for(lambda: INVALID_PATH in srv.proc.logtext(), what="error in the log")
     st, _, body = http("GET", f"http://127.0.0.1:{srv.ready_port}/healthz/ready")
-    assert st == 503  # ztunnel's data plane is not built: never ready, and says why
-    assert b"data plane not implemented" in body
+    assert st == 503  # no certificate source: the data plane is off, and it says why
+    assert b"data plane off: no certificate source" in body
 
     # Fixed: recovers with a new version.
     write_atomic(path, doc("10.0.0.5"))

@@ -1,0 +1,105 @@
+/* The ztunnel data plane (DESIGN.md §2): 15001 outbound capture, 15006 inbound plaintext and
+ * 15008 inbound HBONE listeners on the worker loops, plus the sans-I/O routing decisions. */
+#ifndef AMBIENT_PROXY_H
+#define AMBIENT_PROXY_H
+
+#include "pkg/base/base.h"
+#include "pkg/config/config.h"
+#include "pkg/ev/ev.h"
+#include "pkg/hbone/hbone.h"
+#include "pkg/identity/identity.h"
+#include "pkg/json/json.h"
+#include "pkg/metrics/metrics.h"
+#include "pkg/net/net.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Scope of this first version (dedicated mode, one ztunnel per netns):
+ * - served workloads: those of the snapshot with a workloadIp assigned to an interface of this
+ *   netns (getifaddrs at each config change) or named by uid in proxy_opts.workload_uids;
+ * - one HBONE (TLS + HTTP/2) connection per outbound connection: no pooling yet;
+ * - waypoints and network gateways are not implemented: a destination that needs one fails;
+ * - authorization runs once at setup (no re-check of open connections on policy changes);
+ * - a TLS config is built per connection from the current certificate (no per-identity cache).
+ *
+ * Threading: proxy_set_config() may run on any thread (the config watcher); the worker functions
+ * run on their worker's loop. Each connection holds a reference on the snapshot it was decided
+ * with.
+ */
+
+#define PROXY_MARK 1337u /* SO_MARK on every upstream socket: nft rules skip it */
+#define PROXY_CONNECT_TIMEOUT_MS 10000
+
+struct proxy_opts {
+	struct identity_mgr *idm; /* required */
+	const char *const *workload_uids;
+	size_t n_workload_uids;
+	uint16_t inbound_port;	/* 15006 */
+	uint16_t outbound_port; /* 15001 */
+	uint16_t hbone_port;	/* 15008 (listen, and the port dialled on other nodes) */
+	/* Bind upstream app connections to the client's IP (IP_TRANSPARENT). Needs policy routing
+	 * on the node so the replies come back; off by default in dedicated mode. */
+	bool preserve_source;
+	struct metrics_registry *metrics; /* NULL: metrics_default() */
+};
+
+struct proxy;
+
+struct proxy *proxy_new(const struct proxy_opts *o, struct errbuf *eb);
+/* After the workers stopped. NULL is a no-op. */
+void proxy_free(struct proxy *p);
+/* A new snapshot: recomputes the served workloads and prefetches their identities. c is
+ * borrowed (a reference is taken). */
+void proxy_set_config(struct proxy *p, struct config *c);
+/* On a worker's loop: opens that worker's SO_REUSEPORT listeners. */
+int proxy_worker_start(struct proxy *p, struct ev_loop *loop, unsigned worker, struct errbuf *eb);
+/* On the same worker after its loop stopped: closes listeners and every connection. */
+void proxy_worker_stop(struct proxy *p, struct ev_loop *loop, unsigned worker);
+/* NULL when a config is loaded and every worker's listeners are up; else why not. */
+const char *proxy_not_ready(struct proxy *p);
+/* Served workload uids as a JSON array value (for /config_dump). */
+void proxy_dump(struct proxy *p, struct json_writer *w);
+
+/* ---- sans-I/O decisions (proxy_decide.c) ----------------------------------------------------- */
+
+enum proxy_route_kind {
+	PROXY_ROUTE_FAIL = 0,	 /* refuse the connection: route.reason says why */
+	PROXY_ROUTE_HBONE,	 /* mTLS + CONNECT to target (ip:hbone_port), :authority */
+	PROXY_ROUTE_TCP,	 /* direct TCP to target (a plain TCP workload) */
+	PROXY_ROUTE_PASSTHROUGH, /* unknown destination: direct TCP to the original address */
+};
+
+struct proxy_route {
+	enum proxy_route_kind kind;
+	struct net_addr target;			 /* where to connect */
+	char authority[HBONE_AUTHORITY_MAX + 1]; /* HBONE: "ip:targetPort" */
+	const struct config_workload *dst;	 /* destination workload, if known */
+	const struct config_service *svc;	 /* when the original dst was a service VIP */
+	const char *reason;			 /* PROXY_ROUTE_FAIL: static text */
+};
+
+/* The outbound decision for a connection to orig (DESIGN §2 order, without waypoints). rnd picks
+ * the endpoint (weighted by capacity among healthy endpoints). */
+void proxy_decide_outbound(const struct config *c, const struct net_addr *orig, uint64_t rnd,
+			   uint16_t hbone_port, struct proxy_route *r);
+/* Picks an endpoint of svc for service port `port`: healthy ones (all with AllowAll) weighted by
+ * capacity, rnd % total weight. Sets *target_port (service targetPort, else the endpoint's own
+ * mapping, else port). NULL when none is usable. */
+const struct config_endpoint *proxy_pick_endpoint(const struct config_service *svc, uint16_t port,
+						  uint64_t rnd, uint16_t *target_port);
+/* "ip:port" / "[v6]:port" of an address into out (cap >= HBONE_AUTHORITY_MAX + 1). */
+char *proxy_authority(const struct net_addr *a, char *out, size_t cap);
+/* True when dst is one of our own listeners: a local IP (or loopback, or unspecified) and one of
+ * the ports. */
+bool proxy_is_loop(const struct net_addr *dst, const struct net_ip *local, size_t n_local,
+		   const uint16_t *ports, size_t n_ports);
+/* Converts between the config and net IP types. */
+void proxy_ip_from_net(struct config_ip *out, const struct net_ip *in);
+void proxy_ip_to_net(struct net_ip *out, const struct config_ip *in);
+/* The trust domain of a SPIFFE ID ("spiffe://td/..."), as a slice of id; {NULL,0} if none. */
+struct slice proxy_trust_domain(const char *spiffe_id);
+
+#endif

@@ -1,0 +1,227 @@
+/* The proxy object: config snapshots with the served workloads, readiness, metrics families. */
+#include "pkg/proxy/proxy_int.h"
+
+#include <ifaddrs.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const traffic_labels[] = {
+	"reporter",
+	"source_workload",
+	"source_canonical_service",
+	"source_workload_namespace",
+	"source_principal",
+	"destination_service",
+	"destination_service_namespace",
+	"destination_workload",
+	"destination_canonical_service",
+	"destination_workload_namespace",
+	"destination_principal",
+	"request_protocol",
+	"response_flags",
+	"connection_security_policy",
+};
+
+static int reg(struct proxy *p, const char *name, const char *help, struct metrics_family **out,
+	       struct errbuf *eb)
+{
+	struct metrics_def d = {
+		.name = name,
+		.help = help,
+		.type = METRICS_COUNTER,
+		.labels = traffic_labels,
+		.nlabels = ARRAY_LEN(traffic_labels),
+	};
+	return metrics_register(p->o.metrics, &d, out, eb);
+}
+
+struct proxy *proxy_new(const struct proxy_opts *o, struct errbuf *eb)
+{
+	struct proxy *p;
+
+	if (!o->idm) {
+		errbuf_set(eb, E_INVAL, "proxy: an identity manager is required");
+		return NULL;
+	}
+	p = xcalloc(1, sizeof(*p));
+	p->o = *o;
+	if (!p->o.metrics)
+		p->o.metrics = metrics_default();
+	if (!p->o.inbound_port)
+		p->o.inbound_port = 15006;
+	if (!p->o.outbound_port)
+		p->o.outbound_port = 15001;
+	if (!p->o.hbone_port)
+		p->o.hbone_port = 15008;
+	p->ports[0] = p->o.inbound_port;
+	p->ports[1] = p->o.outbound_port;
+	p->ports[2] = p->o.hbone_port;
+	p->uids = xcalloc(o->n_workload_uids + 1, sizeof(char *));
+	for (size_t i = 0; i < o->n_workload_uids; i++)
+		p->uids[i] = xstrdup(o->workload_uids[i]);
+	p->o.workload_uids = (const char *const *)p->uids;
+	pthread_mutex_init(&p->mu, NULL);
+	if (reg(p, "istio_tcp_connections_opened_total", "TCP connections opened", &p->m_opened,
+		eb) < 0 ||
+	    reg(p, "istio_tcp_connections_closed_total", "TCP connections closed", &p->m_closed,
+		eb) < 0 ||
+	    reg(p, "istio_tcp_sent_bytes_total",
+		"Bytes sent from the destination to the source during a connection", &p->m_sent,
+		eb) < 0 ||
+	    reg(p, "istio_tcp_received_bytes_total",
+		"Bytes received from the source by the destination during a connection", &p->m_recv,
+		eb) < 0) {
+		proxy_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+static void snap_free(struct proxy_snap *s)
+{
+	config_unref(s->c);
+	free(s->served);
+	free(s->local);
+	free(s);
+}
+
+struct proxy_snap *proxy_snap_get(struct proxy *p)
+{
+	struct proxy_snap *s;
+
+	pthread_mutex_lock(&p->mu);
+	s = p->snap;
+	if (s)
+		atomic_fetch_add(&s->refs, 1);
+	pthread_mutex_unlock(&p->mu);
+	return s;
+}
+
+void proxy_snap_put(struct proxy_snap *s)
+{
+	if (s && atomic_fetch_sub(&s->refs, 1) == 1)
+		snap_free(s);
+}
+
+bool proxy_snap_serves(const struct proxy_snap *s, const struct config_workload *w)
+{
+	for (size_t i = 0; w && i < s->n_served; i++)
+		if (s->served[i] == w)
+			return true;
+	return false;
+}
+
+void proxy_free(struct proxy *p)
+{
+	if (!p)
+		return;
+	proxy_snap_put(p->snap);
+	for (size_t i = 0; p->uids && p->uids[i]; i++)
+		free(p->uids[i]);
+	free(p->uids);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
+static void local_ips(struct proxy_snap *s)
+{
+	struct ifaddrs *ifa = NULL;
+	size_t cap = 0;
+
+	if (getifaddrs(&ifa) < 0)
+		return;
+	for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
+		struct net_addr a;
+
+		if (!i->ifa_addr ||
+		    net_addr_from_sockaddr(&a, i->ifa_addr,
+					   i->ifa_addr->sa_family == AF_INET
+						   ? sizeof(struct sockaddr_in)
+						   : sizeof(struct sockaddr_in6)) < 0)
+			continue;
+		if (s->n_local == cap) {
+			cap = cap ? cap * 2 : 8;
+			s->local = xrealloc(s->local, cap * sizeof(*s->local));
+		}
+		net_addr_ip(&a, &s->local[s->n_local++]);
+	}
+	freeifaddrs(ifa);
+}
+
+static bool served(const struct proxy *p, const struct proxy_snap *s,
+		   const struct config_workload *w)
+{
+	for (size_t i = 0; i < p->o.n_workload_uids; i++)
+		if (strcmp(p->o.workload_uids[i], w->uid) == 0)
+			return true;
+	for (size_t k = 0; k < w->n_workload_ips; k++) {
+		struct net_ip ip;
+
+		proxy_ip_to_net(&ip, &w->workload_ips[k]);
+		for (size_t i = 0; i < s->n_local; i++)
+			if (net_ip_equal(&ip, &s->local[i]))
+				return true;
+	}
+	return false;
+}
+
+void proxy_set_config(struct proxy *p, struct config *c)
+{
+	struct proxy_snap *s = xcalloc(1, sizeof(*s)), *old;
+	const struct config_workload *w;
+	size_t n;
+
+	atomic_init(&s->refs, 1);
+	s->c = config_ref(c);
+	local_ips(s);
+	w = config_workloads(c, &n);
+	s->served = xcalloc(n + 1, sizeof(*s->served));
+	for (size_t i = 0; i < n; i++) {
+		if (!served(p, s, &w[i]))
+			continue;
+		s->served[s->n_served++] = &w[i];
+		identity_prefetch(p->o.idm, w[i].identity, NULL);
+	}
+	log_info("proxy: config applied", LF_U64("version", config_version(c)),
+		 LF_U64("served_workloads", s->n_served));
+	pthread_mutex_lock(&p->mu);
+	old = p->snap;
+	p->snap = s;
+	pthread_mutex_unlock(&p->mu);
+	proxy_snap_put(old);
+}
+
+const char *proxy_not_ready(struct proxy *p)
+{
+	struct proxy_snap *s = proxy_snap_get(p);
+
+	proxy_snap_put(s);
+	if (!s)
+		return "no mesh config applied to the data plane yet";
+	if (atomic_load(&p->workers_up) < p->workers_want || p->workers_want == 0)
+		return "data plane listeners are not up yet";
+	return NULL;
+}
+
+void proxy_dump(struct proxy *p, struct json_writer *w)
+{
+	struct proxy_snap *s = proxy_snap_get(p);
+
+	json_write_object_begin(w);
+	json_write_key(w, "ports");
+	json_write_object_begin(w);
+	json_write_key(w, "inbound");
+	json_write_int(w, p->o.inbound_port);
+	json_write_key(w, "outbound");
+	json_write_int(w, p->o.outbound_port);
+	json_write_key(w, "hbone");
+	json_write_int(w, p->o.hbone_port);
+	json_write_object_end(w);
+	json_write_key(w, "servedWorkloads");
+	json_write_array_begin(w);
+	for (size_t i = 0; s && i < s->n_served; i++)
+		json_write_string(w, s->served[i]->uid);
+	json_write_array_end(w);
+	json_write_object_end(w);
+	proxy_snap_put(s);
+}
