@@ -742,65 +742,34 @@ void identity_status_fini(struct identity_status *st)
 	memset(st, 0, sizeof(*st));
 }
 
-/* RFC 3339 UTC, or null for 0. */
-static void write_time(struct json_writer *w, const char *key, int64_t ms)
-{
-	char tmp[40];
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-
-	json_write_key(w, key);
-	if (ms <= 0) {
-		json_write_null(w);
-		return;
-	}
-	gmtime_r(&t, &tm);
-	strftime(tmp, sizeof(tmp), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	json_write_string(w, tmp);
-}
-
 static void write_entry(struct json_writer *w, const struct identity_entry_status *s)
 {
 	json_write_object_begin(w);
-	json_write_key(w, "identity");
-	json_write_string(w, s->spiffe_id);
-	json_write_key(w, "state");
-	json_write_string(w, identity_state_name(s->state));
-	json_write_key(w, "prefetch");
-	json_write_bool(w, s->prefetch);
-	json_write_key(w, "inFlight");
-	json_write_bool(w, s->in_flight);
-	json_write_key(w, "serialNumber");
-	json_write_string(w, s->serial[0] ? s->serial : NULL);
-	write_time(w, "notBefore", s->not_before * 1000);
-	write_time(w, "notAfter", s->not_after * 1000);
-	write_time(w, "nextRefresh", s->next_refresh_ms);
-	json_write_key(w, "consecutiveFailures");
-	json_write_uint(w, s->consecutive_failures);
-	json_write_key(w, "backoffMs");
-	json_write_uint(w, s->backoff_ms);
-	json_write_key(w, "fetches");
-	json_write_uint(w, s->fetches);
-	json_write_key(w, "failures");
-	json_write_uint(w, s->failures);
-	json_write_key(w, "waiters");
-	json_write_uint(w, s->waiters);
-	json_write_key(w, "lastError");
-	json_write_string(w, s->last_error);
-	write_time(w, "lastErrorTime", s->last_error_ms);
-	write_time(w, "lastSuccess", s->last_success_ms);
+	json_kv_str(w, "identity", s->spiffe_id);
+	json_kv_str(w, "state", identity_state_name(s->state));
+	json_kv_bool(w, "prefetch", s->prefetch);
+	json_kv_bool(w, "inFlight", s->in_flight);
+	json_kv_str(w, "serialNumber", s->serial[0] ? s->serial : NULL);
+	json_kv_time_ms(w, "notBefore", s->not_before * 1000);
+	json_kv_time_ms(w, "notAfter", s->not_after * 1000);
+	json_kv_time_ms(w, "nextRefresh", s->next_refresh_ms);
+	json_kv_uint(w, "consecutiveFailures", s->consecutive_failures);
+	json_kv_uint(w, "backoffMs", s->backoff_ms);
+	json_kv_uint(w, "fetches", s->fetches);
+	json_kv_uint(w, "failures", s->failures);
+	json_kv_uint(w, "waiters", s->waiters);
+	json_kv_str(w, "lastError", s->last_error);
+	json_kv_time_ms(w, "lastErrorTime", s->last_error_ms);
+	json_kv_time_ms(w, "lastSuccess", s->last_success_ms);
 	json_write_object_end(w);
 }
 
 void identity_status_write_json(const struct identity_status *st, struct json_writer *w)
 {
 	json_write_object_begin(w);
-	json_write_key(w, "source");
-	json_write_string(w, st->source);
-	json_write_key(w, "fetches");
-	json_write_uint(w, st->fetches);
-	json_write_key(w, "failures");
-	json_write_uint(w, st->failures);
+	json_kv_str(w, "source", st->source);
+	json_kv_uint(w, "fetches", st->fetches);
+	json_kv_uint(w, "failures", st->failures);
 	json_write_key(w, "identities");
 	json_write_array_begin(w);
 	for (size_t i = 0; i < st->n; i++)

@@ -148,6 +148,14 @@ void json_write_uint(struct json_writer *w, uint64_t v);
 void json_write_double(struct json_writer *w, double v); /* non-finite writes null */
 void json_write_bool(struct json_writer *w, bool v);
 void json_write_null(struct json_writer *w);
+/* RFC 3339 UTC ("2026-11-26T14:00:00Z") from Unix milliseconds; null for ms <= 0. */
+void json_write_time_ms(struct json_writer *w, int64_t ms);
+/* Key and value in one call, for objects written field by field. */
+void json_kv_str(struct json_writer *w, const char *key, const char *v); /* NULL writes null */
+void json_kv_int(struct json_writer *w, const char *key, int64_t v);
+void json_kv_uint(struct json_writer *w, const char *key, uint64_t v);
+void json_kv_bool(struct json_writer *w, const char *key, bool v);
+void json_kv_time_ms(struct json_writer *w, const char *key, int64_t ms);
 /* Writes a cJSON tree (integral numbers below 2^53 as integers, others with 17 digits). */
 void json_write_cjson(struct json_writer *w, const cJSON *v);
 

@@ -412,3 +412,26 @@ TEST(json_type_names)
 	CHECK_STR(json_type_name(NULL), "missing");
 	cJSON_Delete(n);
 }
+
+TEST(json_kv_helpers_and_time)
+{
+	struct buf b;
+	struct json_writer w;
+
+	buf_init(&b, 0);
+	json_writer_init(&w, &b, 0);
+	json_write_object_begin(&w);
+	json_kv_str(&w, "s", "x");
+	json_kv_str(&w, "n", NULL);
+	json_kv_int(&w, "i", -3);
+	json_kv_uint(&w, "u", 7);
+	json_kv_bool(&w, "b", true);
+	json_kv_time_ms(&w, "t", 1700000000123);
+	json_kv_time_ms(&w, "never", 0);
+	json_write_object_end(&w);
+	REQUIRE(json_writer_finish(&w) == 0);
+	buf_append(&b, "", 1);
+	CHECK_STR((const char *)buf_rptr(&b), "{\"s\":\"x\",\"n\":null,\"i\":-3,\"u\":7,\"b\":true,"
+					      "\"t\":\"2023-11-14T22:13:20Z\",\"never\":null}");
+	buf_fini(&b);
+}

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static void w_fail(struct json_writer *w, int e)
 {
@@ -192,6 +193,50 @@ void json_write_null(struct json_writer *w)
 {
 	w_before_value(w);
 	w_puts(w, "null");
+}
+
+void json_write_time_ms(struct json_writer *w, int64_t ms)
+{
+	char tmp[40];
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (ms <= 0 || !gmtime_r(&t, &tm)) {
+		json_write_null(w);
+		return;
+	}
+	strftime(tmp, sizeof(tmp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	json_write_string(w, tmp);
+}
+
+void json_kv_str(struct json_writer *w, const char *key, const char *v)
+{
+	json_write_key(w, key);
+	json_write_string(w, v);
+}
+
+void json_kv_int(struct json_writer *w, const char *key, int64_t v)
+{
+	json_write_key(w, key);
+	json_write_int(w, v);
+}
+
+void json_kv_uint(struct json_writer *w, const char *key, uint64_t v)
+{
+	json_write_key(w, key);
+	json_write_uint(w, v);
+}
+
+void json_kv_bool(struct json_writer *w, const char *key, bool v)
+{
+	json_write_key(w, key);
+	json_write_bool(w, v);
+}
+
+void json_kv_time_ms(struct json_writer *w, const char *key, int64_t ms)
+{
+	json_write_key(w, key);
+	json_write_time_ms(w, ms);
 }
 
 void json_write_cjson(struct json_writer *w, const cJSON *v)
