@@ -28,6 +28,7 @@ struct server {
 	struct admin_server *metrics;
 	struct admin_server *ready;
 	struct ev_timer drain_timer;
+	uint64_t drain_deadline; /* monotonic ms */
 	atomic_bool draining;
 	atomic_bool started; /* component start() returned: on_config may run */
 	int64_t started_ms;
@@ -51,6 +52,11 @@ unsigned server_worker_count(struct server *srv)
 struct watch *server_watch(struct server *srv)
 {
 	return srv->watch;
+}
+
+struct admin_server *server_admin(struct server *srv)
+{
+	return srv->admin;
 }
 
 const struct server_settings *server_settings_get(struct server *srv)
@@ -327,7 +333,17 @@ static void h_quit(const struct admin_request *req, struct admin_response *r, vo
 
 static void on_drain_done(struct ev_loop *loop, struct ev_timer *t)
 {
-	(void)t;
+	struct server *srv = ev_container_of(t, struct server, drain_timer);
+	size_t n = srv->comp->active ? srv->comp->active(srv, srv->comp->ctx) : 0;
+
+	if (n > 0 && time_mono_ms() < srv->drain_deadline) {
+		ev_timer_add(loop, t, 50);
+		return;
+	}
+	if (n > 0)
+		log_warn("drain timeout: closing the open connections", LF_U64("open", n));
+	else if (srv->comp->active)
+		log_info("drained", LF_U64("open", 0));
 	ev_loop_stop(loop);
 }
 
@@ -338,7 +354,11 @@ static void start_drain(struct server *srv, const char *why)
 	log_info("draining", LF_STR("reason", why),
 		 LF_U64("drain_timeout_ms", srv->set->drain_timeout_ms));
 	/* Readiness now fails so load balancers stop sending; the metrics and readiness ports stay
-	 * up until exit. No data-plane connections exist yet, so nothing else waits to finish. */
+	 * up until exit. The component stops accepting; its open connections may run until the
+	 * drain timeout (on_drain_done polls them). */
+	if (srv->comp->drain)
+		srv->comp->drain(srv, srv->comp->ctx);
+	srv->drain_deadline = time_mono_ms() + srv->set->drain_timeout_ms;
 	ev_timer_add(srv->loop, &srv->drain_timer, 0);
 }
 

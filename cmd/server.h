@@ -53,6 +53,11 @@ struct server_component {
 	void (*worker_fini)(struct server *srv, void *ctx, struct ev_loop *loop, unsigned worker);
 	/* Readiness: NULL if ready, else why not (checked after the config). */
 	const char *(*not_ready)(struct server *srv, void *ctx);
+	/* Drain (SIGTERM, /quitquitquit): stop accepting; open work goes on. */
+	void (*drain)(struct server *srv, void *ctx);
+	/* Open connections: the drain ends when this is 0 or after --drain-timeout, whichever
+	 * comes first. Without it the process stops at once. */
+	size_t (*active)(struct server *srv, void *ctx);
 };
 
 /* For component hooks. */
@@ -61,6 +66,8 @@ struct ev_loop *server_loop(struct server *srv);
 struct ev_loop *server_worker_loop(struct server *srv, unsigned i);
 unsigned server_worker_count(struct server *srv);
 struct watch *server_watch(struct server *srv);
+/* The admin server (127.0.0.1:15000), for a component's own routes (from start()). */
+struct admin_server *server_admin(struct server *srv);
 const struct server_settings *server_settings_get(struct server *srv);
 /* Writes `"key": "<RFC 3339 UTC>"` (null for ms <= 0). */
 void server_dump_time(struct json_writer *w, const char *key, int64_t ms);

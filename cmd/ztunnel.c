@@ -2,6 +2,7 @@
  * plane (15001/15006/15008, HBONE) from pkg/proxy, certificates from pkg/identity. */
 #include "cmd/cmd.h"
 #include "cmd/server.h"
+#include "pkg/admin/admin.h"
 #include "pkg/identity/identity.h"
 #include "pkg/json/json.h"
 #include "pkg/proxy/proxy.h"
@@ -12,7 +13,8 @@
 struct zt {
 	const char *ca_dir, *ca_url;
 	struct flag_list workloads;
-	int inbound_port, outbound_port, hbone_port;
+	int inbound_port, outbound_port, hbone_port, socks5_port, max_connections;
+	uint64_t pool_idle_ms;
 	bool preserve_source;
 	struct identity_mgr *idm;
 	struct proxy *proxy;
@@ -35,7 +37,35 @@ static int zt_check(void *ctx, const struct server_settings *set, struct errbuf 
 		return errbuf_set(eb, E_INVAL, "--ca-url needs --ca-root and --token-file");
 	if (!port_ok(z->inbound_port) || !port_ok(z->outbound_port) || !port_ok(z->hbone_port))
 		return errbuf_set(eb, E_INVAL, "ports must be in 1..65535");
+	if (z->socks5_port != 0 && !port_ok(z->socks5_port))
+		return errbuf_set(eb, E_INVAL, "--socks5-port must be 0 (off) or in 1..65535");
+	if (z->max_connections < 1)
+		return errbuf_set(eb, E_INVAL, "--max-connections must be at least 1");
+	if (z->pool_idle_ms == 0)
+		return errbuf_set(eb, E_INVAL, "--pool-idle-timeout must be positive");
 	return 0;
+}
+
+static void h_connections(const struct admin_request *req, struct admin_response *r, void *arg)
+{
+	struct zt *z = arg;
+	struct json_writer w;
+
+	(void)req;
+	r->content_type = "application/json";
+	json_writer_init(&w, &r->body, 2);
+	if (z->proxy)
+		proxy_connections(z->proxy, &w);
+	else {
+		json_write_array_begin(&w);
+		json_write_array_end(&w);
+	}
+	if (json_writer_finish(&w) < 0) {
+		buf_reset(&r->body);
+		admin_error(r, 500, "cannot render the connections");
+		return;
+	}
+	buf_append(&r->body, "\n", 1);
 }
 
 static int zt_start(struct server *srv, void *ctx, struct errbuf *eb)
@@ -55,6 +85,9 @@ static int zt_start(struct server *srv, void *ctx, struct errbuf *eb)
 		.outbound_port = (uint16_t)z->outbound_port,
 		.hbone_port = (uint16_t)z->hbone_port,
 		.preserve_source = z->preserve_source,
+		.socks5_port = (uint16_t)z->socks5_port,
+		.pool_idle_ms = z->pool_idle_ms,
+		.max_connections = (size_t)z->max_connections,
 	};
 	struct config *c;
 
@@ -70,6 +103,7 @@ static int zt_start(struct server *srv, void *ctx, struct errbuf *eb)
 	z->proxy = proxy_new(&po, eb);
 	if (!z->proxy)
 		return -E_INVAL;
+	admin_route(server_admin(srv), "/connections", ADMIN_GET, h_connections, z);
 	c = watch_current(server_watch(srv));
 	if (c) {
 		proxy_set_config(z->proxy, c);
@@ -118,6 +152,23 @@ static void zt_worker_fini(struct server *srv, void *ctx, struct ev_loop *loop, 
 		proxy_worker_stop(z->proxy, loop, worker);
 }
 
+static void zt_drain(struct server *srv, void *ctx)
+{
+	struct zt *z = ctx;
+
+	(void)srv;
+	if (z->proxy)
+		proxy_drain(z->proxy);
+}
+
+static size_t zt_active(struct server *srv, void *ctx)
+{
+	struct zt *z = ctx;
+
+	(void)srv;
+	return z->proxy ? proxy_open_connections(z->proxy) : 0;
+}
+
 static const char *zt_not_ready(struct server *srv, void *ctx)
 {
 	struct zt *z = ctx;
@@ -141,7 +192,12 @@ static void zt_dump(struct server *srv, void *ctx, struct json_writer *w)
 
 int cmd_ztunnel(int argc, char **argv)
 {
-	static struct zt z = {.inbound_port = 15006, .outbound_port = 15001, .hbone_port = 15008};
+	static struct zt z = {.inbound_port = 15006,
+			      .outbound_port = 15001,
+			      .hbone_port = 15008,
+			      .socks5_port = 15080,
+			      .max_connections = 100000,
+			      .pool_idle_ms = 5 * 60 * 1000};
 	static const struct flag flags[] = {
 		{"ca-dir", FLAG_STR, &z.ca_dir,
 		 "sign workload certificates locally from this CA "
@@ -158,6 +214,12 @@ int cmd_ztunnel(int argc, char **argv)
 		{"outbound-port", FLAG_INT, &z.outbound_port, "outbound capture port (15001)",
 		 "PORT"},
 		{"hbone-port", FLAG_INT, &z.hbone_port, "inbound HBONE port (15008)", "PORT"},
+		{"socks5-port", FLAG_INT, &z.socks5_port,
+		 "SOCKS5 on 127.0.0.1 for the served workload (15080; 0: off)", "PORT"},
+		{"max-connections", FLAG_INT, &z.max_connections,
+		 "open connections at most; more are refused (100000)", "N"},
+		{"pool-idle-timeout", FLAG_DURATION, &z.pool_idle_ms,
+		 "close a pooled HBONE connection idle this long (5m)", "DUR"},
 		{"preserve-source", FLAG_BOOL, &z.preserve_source,
 		 "connect to apps from the client's IP (IP_TRANSPARENT; needs policy routing)",
 		 NULL},
@@ -175,6 +237,8 @@ int cmd_ztunnel(int argc, char **argv)
 		.worker_init = zt_worker_init,
 		.worker_fini = zt_worker_fini,
 		.not_ready = zt_not_ready,
+		.drain = zt_drain,
+		.active = zt_active,
 	};
 
 	return server_main(&comp, argc, argv);

@@ -1,5 +1,5 @@
-/* The data plane's I/O: per-worker listeners, flows relaying bytes between sockets and HBONE
- * streams with flow control and half-close, and the TLS + HTTP/2 tunnels they ride on. */
+/* The data plane's flows: per-worker listeners, and flows relaying bytes between sockets and
+ * HBONE streams with flow control and half-close (the tunnels are in proxy_pool.c). */
 #include "pkg/proxy/proxy_int.h"
 
 #include "pkg/authz/authz.h"
@@ -16,74 +16,10 @@
 #define READ_CHUNK (64u << 10)
 #define MAX_WORKERS EV_MAX_THREADS
 
-struct proxy_worker {
-	struct proxy *p;
-	struct ev_loop *loop;
-	unsigned idx;
-	struct net_listener l[3]; /* inbound, outbound, hbone */
-	struct flow *flows;
-	struct tun *tuns;
-};
-
 static struct proxy_worker *workers[MAX_WORKERS];
 
-enum flow_kind { FLOW_OUTBOUND = 0, FLOW_INBOUND_HBONE, FLOW_INBOUND_PLAIN };
-
-struct flow {
-	struct proxy_worker *w;
-	struct flow *next, *prev;
-	struct proxy_snap *snap;
-	enum flow_kind kind;
-	struct end e[2]; /* 0: the client side (downstream), 1: the server side (upstream) */
-	struct net_addr src, dst; /* client address; L4 destination we dialled / were dialled at */
-	char hbone_addr[HBONE_AUTHORITY_MAX + 1];
-	const struct config_workload *src_wl, *dst_wl;
-	const struct config_service *svc;
-	char src_id[TLS_URI_SIZE];
-	const char *dst_id;
-	bool mtls;
-	uint64_t start_ms;
-	struct ev_timer timer;	/* connect timeout */
-	struct ev_timer reaper; /* frees a dead flow after the current callbacks */
-	bool done[2];		/* direction d (e[d] -> e[1-d]) finished with a half-close */
-	bool established, dead, opened_counted;
-	const char *flags; /* response_flags */
-	char err[384];
-	/* Outbound HBONE: waiting for the source certificate. */
-	struct identity_waiter waiter;
-	atomic_bool post_pending;
-	const char *src_identity;
-	struct proxy_route route;
-};
-
-struct tun {
-	struct proxy_worker *w;
-	struct tun *next, *prev;
-	struct ev_io io;
-	struct ev_timer timer; /* connect/handshake timeout, then HTTP/2 keepalive ticks */
-	struct ev_timer kick;  /* runs the pump after the current callbacks; frees when dead */
-	struct tls_conn tls;
-	bool tls_on, server, connecting, running, dead;
-	struct hbone_session *h;
-	struct end *ends;
-	struct net_addr peer, local;
-	/* server */
-	struct proxy_snap *snap;
-	const struct config_workload *local_wl;
-	struct identity_waiter waiter;
-	atomic_bool post_pending;
-	/* client */
-	struct flow *owner;
-	char expect_id[TLS_URI_SIZE];
-	char why[256];
-};
-
-static void flow_fail(struct flow *f, const char *flags, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 static void flow_close(struct flow *f);
 static void end_fd_update(struct end *e);
-static void tun_kick(struct tun *t);
-static void tun_close(struct tun *t, const char *why);
 
 static struct end *other(struct end *e)
 {
@@ -185,7 +121,7 @@ static void end_fd_read(struct end *e)
 			}
 			break;
 		}
-		e->rx += (uint64_t)n;
+		live_bytes(f, dir_of(e), (uint64_t)n);
 	}
 	if (dst->kind == END_FD)
 		end_fd_flush(dst);
@@ -197,8 +133,6 @@ static void flow_check_done(struct flow *f)
 		flow_close(f);
 }
 
-static void flow_established(struct flow *f);
-
 static void on_fd(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
 	struct end *e = ev_container_of(io, struct end, io);
@@ -206,6 +140,10 @@ static void on_fd(struct ev_loop *loop, struct ev_io *io, unsigned events)
 	struct errbuf eb = {0};
 
 	(void)loop;
+	if (f->socks && e == &f->e[0]) {
+		socks_on_fd(f);
+		return;
+	}
 	if (e->connecting) {
 		int rc = net_connect_finish(io->fd, &f->dst, &eb);
 
@@ -261,7 +199,7 @@ static void end_fd_update(struct end *e)
 	ev_io_set(e->f->w->loop, &e->io, want);
 }
 
-static int end_fd_start(struct end *e, int fd, bool connecting)
+int end_fd_start(struct end *e, int fd, bool connecting)
 {
 	e->kind = END_FD;
 	e->connecting = connecting;
@@ -303,13 +241,7 @@ static void end_close(struct end *e, bool abort)
 			e->tnext->tprev = e->tprev;
 		e->t = NULL;
 		e->sid = 0;
-		if (t->owner == f) { /* our own client tunnel: drain it and close */
-			t->owner = NULL;
-			if (t->h && !abort)
-				hbone_session_shutdown(t->h);
-			else
-				tun_close(t, abort ? "flow failed" : "flow done");
-		}
+		tun_end_gone(t);
 		tun_kick(t);
 	}
 }
@@ -386,6 +318,9 @@ static void on_reap(struct ev_loop *loop, struct ev_timer *t)
 	if (atomic_load(&f->post_pending))
 		return; /* the identity post frees it */
 	proxy_snap_put(f->snap);
+	free(f->socks);
+	buf_fini(&f->early);
+	atomic_fetch_sub(&f->w->p->n_flows, 1);
 	free(f);
 }
 
@@ -404,8 +339,13 @@ static void flow_finish(struct flow *f, bool abort)
 	end_close(&f->e[1], abort);
 	flow_count_open(f);
 	metrics_counter_inc(series(f, p->m_closed, flags));
-	metrics_counter_add(series(f, p->m_recv, flags), f->e[0].rx);
-	metrics_counter_add(series(f, p->m_sent, flags), f->e[1].rx);
+	live_del(f);
+	for (int d = 0; d < 2; d++) {
+		uint64_t n = __atomic_load_n(&f->e[d].rx, __ATOMIC_RELAXED) - f->counted[d];
+
+		if (n)
+			metrics_counter_add(series(f, d == 0 ? p->m_recv : p->m_sent, flags), n);
+	}
 	access_log(f);
 	if (f->prev)
 		f->prev->next = f->next;
@@ -421,7 +361,7 @@ static void flow_close(struct flow *f)
 	flow_finish(f, false);
 }
 
-static void flow_fail(struct flow *f, const char *flags, const char *fmt, ...)
+void flow_fail(struct flow *f, const char *flags, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -444,6 +384,12 @@ static void flow_fail(struct flow *f, const char *flags, const char *fmt, ...)
 			f->flags = "-";
 		end_close(&f->e[0], false);
 	}
+	if (f->socks) { /* answer the SOCKS client, then close its socket gracefully */
+		socks_reply(f, strcmp(flags, "DENY") == 0      ? SOCKS5_REP_NOT_ALLOWED
+			       : strcmp(flags, "CONNECT") == 0 ? SOCKS5_REP_CONN_REFUSED
+							       : SOCKS5_REP_GENERAL_FAILURE);
+		end_close(&f->e[0], false);
+	}
 	flow_finish(f, true);
 }
 
@@ -457,7 +403,7 @@ static void on_connect_timeout(struct ev_loop *loop, struct ev_timer *t)
 		  PROXY_CONNECT_TIMEOUT_MS);
 }
 
-static struct flow *flow_new(struct proxy_worker *w, enum flow_kind kind, struct proxy_snap *snap)
+struct flow *flow_new(struct proxy_worker *w, enum flow_kind kind, struct proxy_snap *snap)
 {
 	struct flow *f = xcalloc(1, sizeof(*f));
 
@@ -470,6 +416,7 @@ static struct flow *flow_new(struct proxy_worker *w, enum flow_kind kind, struct
 	ev_timer_init(&f->timer, on_connect_timeout);
 	ev_timer_init(&f->reaper, on_reap);
 	atomic_init(&f->post_pending, false);
+	atomic_fetch_add(&w->p->n_flows, 1);
 	f->next = w->flows;
 	if (w->flows)
 		w->flows->prev = f;
@@ -516,10 +463,28 @@ static void flow_connect(struct flow *f, const struct net_addr *addr, const stru
 		flow_established(f);
 }
 
-static void flow_established(struct flow *f)
+void flow_established(struct flow *f)
 {
 	f->established = true;
 	flow_count_open(f);
+	f->live_recv = series(f, f->w->p->m_recv, "-");
+	f->live_sent = series(f, f->w->p->m_sent, "-");
+	live_add(f);
+	if (f->socks) {
+		socks_reply(f, SOCKS5_REP_SUCCEEDED);
+		if (f->dead)
+			return;
+	}
+	if (buf_len(&f->early) > 0) { /* pipelined after the SOCKS request */
+		struct end *up = &f->e[1];
+
+		if (up->kind == END_FD)
+			buf_append(&up->out, buf_rptr(&f->early), buf_len(&f->early));
+		else if (up->t && up->sid > 0)
+			hbone_stream_write(up->t->h, up->sid, buf_rptr(&f->early),
+					   buf_len(&f->early));
+		buf_fini(&f->early);
+	}
 	if (f->kind == FLOW_INBOUND_HBONE && f->e[0].t && f->e[0].sid > 0) {
 		hbone_stream_respond(f->e[0].t->h, f->e[0].sid, 200);
 		tun_kick(f->e[0].t);
@@ -528,257 +493,14 @@ static void flow_established(struct flow *f)
 	end_fd_update(&f->e[1]);
 }
 
-/* ---- tunnels ------------------------------------------------------------------------------------
- */
-
-static void tun_free(struct tun *t)
-{
-	if (t->prev)
-		t->prev->next = t->next;
-	else
-		t->w->tuns = t->next;
-	if (t->next)
-		t->next->prev = t->prev;
-	hbone_session_free(t->h);
-	if (t->tls_on)
-		tls_conn_fini(&t->tls);
-	proxy_snap_put(t->snap);
-	free(t);
-}
-
-static void on_kick(struct ev_loop *loop, struct ev_timer *tm);
-
-static void tun_close(struct tun *t, const char *why)
-{
-	struct end *e;
-
-	if (t->dead)
-		return;
-	t->dead = true;
-	snprintf(t->why, sizeof(t->why), "%s", why);
-	if (t->waiter.fn)
-		identity_waiter_cancel(t->w->p->o.idm, &t->waiter);
-	ev_timer_del(t->w->loop, &t->timer);
-	if (t->io.fd >= 0) {
-		ev_io_stop(t->w->loop, &t->io);
-		close(t->io.fd);
-		t->io.fd = -1;
-	}
-	/* Detach every stream first, then fail their flows (which no longer touch us). */
-	while ((e = t->ends)) {
-		t->ends = e->tnext;
-		e->t = NULL;
-		e->sid = 0;
-		e->tnext = e->tprev = NULL;
-		flow_fail(e->f, t->server ? "-" : "CONNECT", "HBONE connection %s: %s",
-			  t->server ? "from peer" : "upstream", why);
-	}
-	if (t->owner) {
-		struct flow *f = t->owner;
-
-		t->owner = NULL;
-		flow_fail(f, "CONNECT", "HBONE upstream: %s", why);
-	}
-	ev_timer_add(t->w->loop, &t->kick, 0);
-}
-
-static void tun_kick(struct tun *t)
-{
-	if (!ev_timer_active(&t->kick))
-		ev_timer_add(t->w->loop, &t->kick, 0);
-}
-
-static void tun_event(void *ctx, struct hbone_session *s, const struct hbone_event *ev);
-
-static void tun_arm_tick(struct tun *t)
-{
-	if (t->h && !t->dead)
-		ev_timer_add_at(t->w->loop, &t->timer, hbone_session_next_tick(t->h));
-}
-
-static void tun_run(struct tun *t)
-{
-	static _Thread_local uint8_t tmp[16384];
-	bool progress = true;
-
-	if (t->running || t->dead || t->connecting)
-		return;
-	t->running = true;
-	for (int rounds = 0; progress && rounds < 64 && !t->dead; rounds++) {
-		int st = tls_io_pump(&t->tls, &t->io);
-		ssize_t n;
-
-		progress = false;
-		if (st < 0 || (st & TLS_ST_ERROR)) {
-			tun_close(t, tls_conn_reason(&t->tls)[0] ? tls_conn_reason(&t->tls)
-								 : "TLS failure");
-			break;
-		}
-		if (!(st & TLS_ST_DONE))
-			break;
-		if (!t->h) {
-			struct hbone_config hc = {
-				.role = t->server ? HBONE_SERVER : HBONE_CLIENT,
-				.on_event = tun_event,
-				.ctx = t,
-			};
-			t->h = hbone_session_new(&hc, ev_now(t->w->loop));
-			if (!t->h) {
-				tun_close(t, "cannot create the HTTP/2 session");
-				break;
-			}
-			ev_timer_del(t->w->loop, &t->timer);
-			if (!t->server && t->owner) {
-				struct flow *f = t->owner;
-				struct errbuf eb = {0};
-				int32_t id =
-					hbone_stream_open(t->h, f->hbone_addr, NULL, &f->e[1], &eb);
-
-				if (id < 0) {
-					tun_close(t, eb.msg[0] ? eb.msg : "cannot open the stream");
-					break;
-				}
-				f->e[1].sid = id;
-			}
-			progress = true;
-		}
-		while ((n = tls_io_read(&t->tls, &t->io, tmp, sizeof(tmp))) > 0) {
-			progress = true;
-			if (hbone_session_push(t->h, tmp, (size_t)n) < 0) {
-				tun_close(t, hbone_session_reason(t->h));
-				break;
-			}
-			if (t->dead)
-				break;
-		}
-		if (t->dead)
-			break;
-		if (n == 0) {
-			tun_close(t, "peer closed the TLS connection");
-			break;
-		}
-		if (n != -E_AGAIN) {
-			tun_close(t, tls_conn_reason(&t->tls)[0] ? tls_conn_reason(&t->tls)
-								 : err_str((int)-n));
-			break;
-		}
-		for (;;) {
-			const uint8_t *out;
-			size_t len;
-			ssize_t w;
-
-			if (hbone_session_pull(t->h, &out, &len) < 0 || len == 0)
-				break;
-			w = tls_io_write(&t->tls, &t->io, out, len);
-			if (w <= 0) {
-				hbone_session_pull_done(t->h, 0);
-				break;
-			}
-			hbone_session_pull_done(t->h, (size_t)w);
-			progress = true;
-		}
-		if (hbone_session_error(t->h) && !hbone_session_want_write(t->h)) {
-			tun_close(t, hbone_session_reason(t->h));
-			break;
-		}
-		if (!hbone_session_want_read(t->h) && !hbone_session_want_write(t->h)) {
-			tun_close(t, "HTTP/2 session finished");
-			break;
-		}
-	}
-	t->running = false;
-	if (!t->dead) {
-		if (progress) /* stopped by the round limit: go on next iteration */
-			tun_kick(t);
-		ev_io_set(t->w->loop, &t->io, tls_io_interest(&t->tls));
-		tun_arm_tick(t);
-	}
-}
-
-static void on_kick(struct ev_loop *loop, struct ev_timer *tm)
-{
-	struct tun *t = ev_container_of(tm, struct tun, kick);
-
-	(void)loop;
-	if (t->dead) {
-		if (!atomic_load(&t->post_pending))
-			tun_free(t);
-		return;
-	}
-	tun_run(t);
-}
-
-static void on_tun_timer(struct ev_loop *loop, struct ev_timer *tm)
-{
-	struct tun *t = ev_container_of(tm, struct tun, timer);
-
-	if (!t->h) {
-		tun_close(t, t->connecting ? "connect timed out" : "TLS handshake timed out");
-		return;
-	}
-	if (hbone_session_tick(t->h, ev_now(loop)) < 0) {
-		tun_close(t, hbone_session_reason(t->h));
-		return;
-	}
-	tun_run(t);
-}
-
-static void on_tun_io(struct ev_loop *loop, struct ev_io *io, unsigned events)
-{
-	struct tun *t = ev_container_of(io, struct tun, io);
-
-	(void)loop;
-	(void)events;
-	if (t->connecting) {
-		struct errbuf eb = {0};
-		int rc = net_connect_finish(io->fd, &t->peer, &eb);
-
-		if (rc == -E_AGAIN)
-			return;
-		t->connecting = false;
-		if (rc < 0) {
-			tun_close(t, eb.msg);
-			return;
-		}
-	}
-	tun_run(t);
-}
-
-static struct tun *tun_new(struct proxy_worker *w, int fd, bool server)
-{
-	struct tun *t = xcalloc(1, sizeof(*t));
-
-	t->w = w;
-	t->server = server;
-	ev_io_init(&t->io, fd, on_tun_io);
-	ev_timer_init(&t->timer, on_tun_timer);
-	ev_timer_init(&t->kick, on_kick);
-	atomic_init(&t->post_pending, false);
-	t->next = w->tuns;
-	if (w->tuns)
-		w->tuns->prev = t;
-	w->tuns = t;
-	return t;
-}
-
-static void tun_add_end(struct tun *t, struct end *e)
-{
-	e->kind = END_H2;
-	e->t = t;
-	e->tprev = NULL;
-	e->tnext = t->ends;
-	if (t->ends)
-		t->ends->tprev = e;
-	t->ends = e;
-}
-
 /* ---- inbound HBONE requests ---------------------------------------------------------------------
  */
 
 static void inbound_request(struct tun *t, const struct hbone_event *ev)
 {
 	struct proxy *p = t->w->p;
-	struct flow *f = flow_new(t->w, FLOW_INBOUND_HBONE, t->snap);
+	struct proxy_snap *snap;
+	struct flow *f;
 	const struct hbone_request *rq = &ev->request;
 	struct authz_result ar;
 	struct authz_conn ac = {0};
@@ -786,7 +508,18 @@ static void inbound_request(struct tun *t, const struct hbone_event *ev)
 	struct config_ip ip;
 	char reason[AUTHZ_REASON_MAX];
 
-	atomic_fetch_add(&t->snap->refs, 1);
+	if (proxy_over_limit(p, -1)) {
+		hbone_stream_respond(t->h, ev->stream_id, 503);
+		tun_kick(t);
+		return;
+	}
+	/* The current snapshot, not the connection's: a pooled connection outlives configs. */
+	snap = proxy_snap_get(p);
+	if (!snap) {
+		snap = t->snap;
+		atomic_fetch_add(&snap->refs, 1);
+	}
+	f = flow_new(t->w, FLOW_INBOUND_HBONE, snap);
 	tun_add_end(t, &f->e[0]);
 	f->e[0].sid = ev->stream_id;
 	hbone_stream_set_user(t->h, ev->stream_id, &f->e[0]);
@@ -796,7 +529,7 @@ static void inbound_request(struct tun *t, const struct hbone_event *ev)
 	snprintf(f->src_id, sizeof(f->src_id), "%s", tls_conn_peer_uri(&t->tls));
 	net_addr_ip(&t->peer, &nip);
 	proxy_ip_from_net(&ip, &nip);
-	f->src_wl = config_workload_by_ip(t->snap->c, "", &ip);
+	f->src_wl = config_workload_by_ip(snap->c, "", &ip);
 	snprintf(f->hbone_addr, sizeof(f->hbone_addr), "%.*s", (int)rq->authority.n,
 		 (const char *)rq->authority.p);
 	if (!rq->ok) {
@@ -806,8 +539,8 @@ static void inbound_request(struct tun *t, const struct hbone_event *ev)
 	f->dst = rq->addr;
 	net_addr_ip(&rq->addr, &nip);
 	proxy_ip_from_net(&ip, &nip);
-	f->dst_wl = config_workload_by_ip(t->snap->c, "", &ip);
-	if (!f->dst_wl || !proxy_snap_serves(t->snap, f->dst_wl)) {
+	f->dst_wl = config_workload_by_ip(snap->c, "", &ip);
+	if (!f->dst_wl || !proxy_snap_serves(snap, f->dst_wl)) {
 		flow_fail(f, "BAD", "authority %s is not a workload served here", f->hbone_addr);
 		return;
 	}
@@ -817,7 +550,10 @@ static void inbound_request(struct tun *t, const struct hbone_event *ev)
 	ac.dst_ip = ip;
 	ac.dst_port = net_addr_port(&rq->addr);
 	ac.src_identity = f->src_id;
-	authz_check(t->snap->c, f->dst_wl, &ac, &ar);
+	f->ac = ac;
+	f->ac.src_identity = f->src_id;
+	f->authz_done = true;
+	authz_check(snap->c, f->dst_wl, &ac, &ar);
 	if (!authz_allowed(&ar)) {
 		authz_result_format(&ar, reason, sizeof(reason));
 		flow_fail(f, "DENY", "authorization: %s", reason);
@@ -826,7 +562,7 @@ static void inbound_request(struct tun *t, const struct hbone_event *ev)
 	flow_connect(f, &rq->addr, p->o.preserve_source ? &t->peer : NULL);
 }
 
-static void tun_event(void *ctx, struct hbone_session *s, const struct hbone_event *ev)
+void proxy_tun_event(void *ctx, struct hbone_session *s, const struct hbone_event *ev)
 {
 	struct tun *t = ctx;
 	struct end *e = ev->stream_user;
@@ -850,7 +586,7 @@ static void tun_event(void *ctx, struct hbone_session *s, const struct hbone_eve
 	case HBONE_EV_DATA: {
 		struct end *dst = other(e);
 
-		e->rx += ev->data.n;
+		live_bytes(e->f, dir_of(e), ev->data.n);
 		if (dst->kind == END_FD && !dst->closed) {
 			buf_append(&dst->out, ev->data.p, ev->data.n);
 			end_fd_flush(dst);
@@ -901,10 +637,7 @@ static void tun_event(void *ctx, struct hbone_session *s, const struct hbone_eve
 				e->tnext->tprev = e->tprev;
 			e->sid = 0;
 			e->t = NULL;
-			if (t->owner == f) {
-				t->owner = NULL;
-				hbone_session_shutdown(t->h);
-			}
+			tun_end_gone(t);
 			if (dst->kind == END_FD && !dst->closed) {
 				end_fd_flush(dst);
 				if (!f->dead)
@@ -918,246 +651,20 @@ static void tun_event(void *ctx, struct hbone_session *s, const struct hbone_eve
 	}
 }
 
-/* ---- TLS configs --------------------------------------------------------------------------------
- */
-
-static int verify_server_side(void *arg, const struct tls_peer *peer, char *reason, size_t cap)
-{
-	struct tun *t = arg;
-	struct slice a = proxy_trust_domain(peer->uri);
-	const char *td = t->local_wl ? t->local_wl->trust_domain : "";
-
-	if (!a.p) {
-		snprintf(reason, cap, "client certificate has no SPIFFE ID");
-		return 1;
-	}
-	if (a.n != strlen(td) || memcmp(a.p, td, a.n) != 0) {
-		snprintf(reason, cap, "wrong trust domain (want %s)", td);
-		return 1;
-	}
-	return 0;
-}
-
-static int verify_client_side(void *arg, const struct tls_peer *peer, char *reason, size_t cap)
-{
-	struct tun *t = arg;
-
-	if (strcmp(peer->uri, t->expect_id) != 0) {
-		snprintf(reason, cap, "server identity %s is not the expected %s",
-			 peer->uri[0] ? peer->uri : "(none)", t->expect_id);
-		return 1;
-	}
-	return 0;
-}
-
-static const char *const alpn_h2[] = {"h2"};
-
-static int tun_start_tls(struct tun *t, struct identity_cert *cert, struct errbuf *eb)
-{
-	struct tls_config *cfg;
-	int rc;
-
-	if (t->server) {
-		struct tls_server_opts o = {
-			.chain = cert->chain,
-			.chain_len = cert->chain_len,
-			.key = cert->key,
-			.alpn = alpn_h2,
-			.alpn_len = 1,
-			.alpn_required = true,
-			.client_auth = TLS_CLIENT_AUTH_REQUIRE,
-			.anchor_certs = cert->roots,
-			.anchor_certs_len = cert->roots_len,
-			.verify = verify_server_side,
-			.verify_arg = t,
-		};
-		cfg = tls_config_new_server(&o, eb);
-	} else {
-		struct tls_client_opts o = {
-			.anchor_certs = cert->roots,
-			.anchor_certs_len = cert->roots_len,
-			.chain = cert->chain,
-			.chain_len = cert->chain_len,
-			.key = cert->key,
-			.alpn = alpn_h2,
-			.alpn_len = 1,
-			.alpn_required = true,
-			.verify = verify_client_side,
-			.verify_arg = t,
-		};
-		cfg = tls_config_new_client(&o, eb);
-	}
-	identity_cert_unref(cert);
-	if (!cfg)
-		return -E_CRYPTO;
-	rc = t->server ? tls_conn_init_server(&t->tls, cfg)
-		       : tls_conn_init_client(&t->tls, cfg, NULL);
-	tls_config_unref(cfg);
-	t->tls_on = true;
-	if (rc < 0)
-		return errbuf_set(eb, E_CRYPTO, "TLS setup failed");
-	ev_timer_add(t->w->loop, &t->timer, PROXY_CONNECT_TIMEOUT_MS);
-	return 0;
-}
-
-/* ---- 15008: inbound HBONE -----------------------------------------------------------------------
- */
-
-static void server_cert_ready(struct tun *t);
-
-static void server_cert_post(struct ev_loop *loop, void *arg)
-{
-	struct tun *t = arg;
-
-	(void)loop;
-	atomic_store(&t->post_pending, false);
-	if (t->dead) {
-		tun_free(t);
-		return;
-	}
-	server_cert_ready(t);
-}
-
-static void server_cert_waiter(struct identity_waiter *wt, int status)
-{
-	struct tun *t = wt->arg;
-
-	(void)status;
-	atomic_store(&t->post_pending, true);
-	ev_loop_post(t->w->loop, server_cert_post, t);
-}
-
-static void server_cert_ready(struct tun *t)
-{
-	struct identity_cert *cert = NULL;
-	struct errbuf eb = {0};
-	int rc = identity_get(t->w->p->o.idm, t->local_wl->identity, &cert, &t->waiter, &eb);
-
-	if (rc == -E_AGAIN)
-		return;
-	if (rc < 0) {
-		tun_close(t, eb.msg);
-		return;
-	}
-	if (tun_start_tls(t, cert, &eb) < 0) {
-		tun_close(t, eb.msg);
-		return;
-	}
-	if (ev_io_start(t->w->loop, &t->io, EV_READ | EV_WRITE) < 0) {
-		tun_close(t, "cannot watch the socket");
-		return;
-	}
-	tun_run(t);
-}
-
-static void on_accept_hbone(struct net_listener *l, int fd, const struct net_addr *peer)
-{
-	struct proxy_worker *w = l->arg;
-	struct tun *t = tun_new(w, fd, true);
-	struct net_ip nip;
-	struct config_ip ip;
-	char a[NET_ADDR_STRLEN];
-
-	t->peer = *peer;
-	t->snap = proxy_snap_get(w->p);
-	if (net_sock_local(fd, &t->local) < 0 || !t->snap) {
-		tun_close(t, "no config or no local address");
-		return;
-	}
-	net_addr_ip(&t->local, &nip);
-	proxy_ip_from_net(&ip, &nip);
-	t->local_wl = config_workload_by_ip(t->snap->c, "", &ip);
-	if (!t->local_wl || !proxy_snap_serves(t->snap, t->local_wl)) {
-		log_warn("connection failed",
-			 LF_STR("src.addr", net_addr_format(peer, a, sizeof(a))),
-			 LF_STR("direction", "inbound"),
-			 LF_STR("error", "the dialled address is not a workload served here"));
-		tun_close(t, "not a served workload");
-		return;
-	}
-	t->waiter.fn = server_cert_waiter;
-	t->waiter.arg = t;
-	server_cert_ready(t);
-}
-
-/* ---- 15001: outbound ----------------------------------------------------------------------------
- */
-
-static void outbound_hbone(struct flow *f);
-
-static void outbound_cert_post(struct ev_loop *loop, void *arg)
-{
-	struct flow *f = arg;
-
-	(void)loop;
-	atomic_store(&f->post_pending, false);
-	if (f->dead) {
-		if (!ev_timer_active(&f->reaper))
-			ev_timer_add(f->w->loop, &f->reaper, 0);
-		return;
-	}
-	outbound_hbone(f);
-}
-
-static void outbound_cert_waiter(struct identity_waiter *wt, int status)
-{
-	struct flow *f = wt->arg;
-
-	(void)status;
-	atomic_store(&f->post_pending, true);
-	ev_loop_post(f->w->loop, outbound_cert_post, f);
-}
-
-static void outbound_hbone(struct flow *f)
-{
-	struct identity_cert *cert = NULL;
-	struct errbuf eb = {0};
-	struct net_connect_opts co = {.mark = PROXY_MARK, .nodelay = true};
-	struct tun *t;
-	int fd = -1, rc;
-
-	rc = identity_get(f->w->p->o.idm, f->src_identity, &cert, &f->waiter, &eb);
-	if (rc == -E_AGAIN)
-		return;
-	if (rc < 0) {
-		flow_fail(f, "IDENTITY_ERROR", "no certificate for %s: %s", f->src_identity,
-			  eb.msg);
-		return;
-	}
-	rc = net_connect_start(&f->route.target, &co, &fd, &eb);
-	if (rc < 0) {
-		identity_cert_unref(cert);
-		flow_fail(f, "CONNECT", "%s", eb.msg);
-		return;
-	}
-	t = tun_new(f->w, fd, false);
-	t->peer = f->route.target;
-	t->owner = f;
-	t->connecting = rc == NET_INPROGRESS;
-	snprintf(t->expect_id, sizeof(t->expect_id), "%s", f->dst_id);
-	tun_add_end(t, &f->e[1]);
-	if (tun_start_tls(t, cert, &eb) < 0) {
-		tun_close(t, eb.msg);
-		return;
-	}
-	if (ev_io_start(f->w->loop, &t->io, EV_READ | EV_WRITE) < 0) {
-		tun_close(t, "cannot watch the socket");
-		return;
-	}
-	if (!t->connecting)
-		tun_run(t);
-}
-
 static void on_accept_outbound(struct net_listener *l, int fd, const struct net_addr *peer)
 {
 	struct proxy_worker *w = l->arg;
 	struct proxy *p = w->p;
-	struct proxy_snap *snap = proxy_snap_get(p);
-	struct flow *f = flow_new(w, FLOW_OUTBOUND, snap);
+	struct proxy_snap *snap;
+	struct flow *f;
 	struct errbuf eb = {0};
 	struct net_ip nip;
 	struct config_ip ip;
 
+	if (proxy_over_limit(p, fd))
+		return;
+	snap = proxy_snap_get(p);
+	f = flow_new(w, FLOW_OUTBOUND, snap);
 	f->src = *peer;
 	if (end_fd_start(&f->e[0], fd, false) < 0) {
 		flow_fail(f, "-", "cannot watch the client socket");
@@ -1180,6 +687,14 @@ static void on_accept_outbound(struct net_listener *l, int fd, const struct net_
 	f->src_wl = config_workload_by_ip(snap->c, "", &ip);
 	if (f->src_wl && !proxy_snap_serves(snap, f->src_wl))
 		f->src_wl = NULL;
+	proxy_outbound_dispatch(f);
+}
+
+void proxy_outbound_dispatch(struct flow *f)
+{
+	struct proxy *p = f->w->p;
+	struct proxy_snap *snap = f->snap;
+
 	proxy_decide_outbound(snap->c, &f->dst, rand_below(UINT32_MAX), p->o.hbone_port, &f->route);
 	f->dst_wl = f->route.dst;
 	f->svc = f->route.svc;
@@ -1191,7 +706,7 @@ static void on_accept_outbound(struct net_listener *l, int fd, const struct net_
 	}
 	if (!f->src_wl) {
 		flow_fail(f, "IDENTITY_ERROR", "source %s is not a workload served here",
-			  net_addr_format(peer, f->hbone_addr, sizeof(f->hbone_addr)));
+			  net_addr_format(&f->src, f->hbone_addr, sizeof(f->hbone_addr)));
 		return;
 	}
 	f->mtls = true;
@@ -1200,9 +715,7 @@ static void on_accept_outbound(struct net_listener *l, int fd, const struct net_
 	f->dst_id = f->dst_wl->identity;
 	snprintf(f->hbone_addr, sizeof(f->hbone_addr), "%s", f->route.authority);
 	f->dst = f->route.target;
-	f->waiter.fn = outbound_cert_waiter;
-	f->waiter.arg = f;
-	outbound_hbone(f);
+	pool_outbound(f);
 }
 
 /* ---- 15006: inbound plaintext -------------------------------------------------------------------
@@ -1212,14 +725,18 @@ static void on_accept_inbound(struct net_listener *l, int fd, const struct net_a
 {
 	struct proxy_worker *w = l->arg;
 	struct proxy *p = w->p;
-	struct proxy_snap *snap = proxy_snap_get(p);
-	struct flow *f = flow_new(w, FLOW_INBOUND_PLAIN, snap);
+	struct proxy_snap *snap;
+	struct flow *f;
 	struct errbuf eb = {0};
 	struct authz_conn ac = {0};
 	struct authz_result ar;
 	struct net_ip nip;
 	char reason[AUTHZ_REASON_MAX];
 
+	if (proxy_over_limit(p, fd))
+		return;
+	snap = proxy_snap_get(p);
+	f = flow_new(w, FLOW_INBOUND_PLAIN, snap);
 	f->src = *peer;
 	if (end_fd_start(&f->e[0], fd, false) < 0) {
 		flow_fail(f, "-", "cannot watch the client socket");
@@ -1250,6 +767,8 @@ static void on_accept_inbound(struct net_listener *l, int fd, const struct net_a
 	f->dst_id = f->dst_wl->identity;
 	ac.src_port = net_addr_port(peer);
 	ac.dst_port = net_addr_port(&f->dst);
+	f->ac = ac;
+	f->authz_done = true;
 	authz_check(snap->c, f->dst_wl, &ac, &ar);
 	if (!authz_allowed(&ar)) {
 		authz_result_format(&ar, reason, sizeof(reason));
@@ -1262,11 +781,27 @@ static void on_accept_inbound(struct net_listener *l, int fd, const struct net_a
 /* ---- workers ------------------------------------------------------------------------------------
  */
 
+struct proxy_worker *proxy_worker_get(unsigned i)
+{
+	return i < MAX_WORKERS ? workers[i] : NULL;
+}
+
+void proxy_worker_stop_listening(struct proxy_worker *w)
+{
+	for (int i = 0; i < 4; i++)
+		if (w->listening[i]) {
+			net_listener_stop(&w->l[i]);
+			w->listening[i] = false;
+		}
+}
+
 int proxy_worker_start(struct proxy *p, struct ev_loop *loop, unsigned worker, struct errbuf *eb)
 {
 	struct proxy_worker *w;
-	const uint16_t ports[3] = {p->o.inbound_port, p->o.outbound_port, p->o.hbone_port};
-	const net_accept_fn cbs[3] = {on_accept_inbound, on_accept_outbound, on_accept_hbone};
+	const uint16_t ports[4] = {p->o.inbound_port, p->o.outbound_port, p->o.hbone_port,
+				   p->o.socks5_port};
+	const net_accept_fn cbs[4] = {on_accept_inbound, on_accept_outbound, on_accept_hbone,
+				      on_accept_socks};
 	struct net_listen_opts lo = {.reuseport = true};
 
 	if (worker >= MAX_WORKERS)
@@ -1275,20 +810,26 @@ int proxy_worker_start(struct proxy *p, struct ev_loop *loop, unsigned worker, s
 	w->p = p;
 	w->loop = loop;
 	w->idx = worker;
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		struct net_addr a;
-		char s[16];
+		char s[32];
 
-		snprintf(s, sizeof(s), ":%u", ports[i]);
+		if (!ports[i])
+			continue; /* SOCKS5 off */
+		/* SOCKS5 has no authentication: loopback only. */
+		snprintf(s, sizeof(s), "%s:%u", i == 3 ? "127.0.0.1" : "", ports[i]);
 		if (net_addr_parse(&a, s, eb) < 0 ||
 		    net_listener_start(&w->l[i], loop, &a, &lo, cbs[i], w, eb) < 0) {
 			for (int k = 0; k < i; k++)
-				net_listener_stop(&w->l[k]);
+				if (w->listening[k])
+					net_listener_stop(&w->l[k]);
 			free(w);
 			return -E_IO;
 		}
+		w->listening[i] = true;
 	}
 	workers[worker] = w;
+	atomic_store(&p->loops[worker], loop);
 	if (worker + 1 > p->workers_want)
 		p->workers_want = worker + 1;
 	atomic_fetch_add(&p->workers_up, 1);
@@ -1303,8 +844,8 @@ void proxy_worker_stop(struct proxy *p, struct ev_loop *loop, unsigned worker)
 	if (!w || w->p != p)
 		return;
 	atomic_fetch_sub(&p->workers_up, 1);
-	for (int i = 0; i < 3; i++)
-		net_listener_stop(&w->l[i]);
+	atomic_store(&p->loops[worker], NULL);
+	proxy_worker_stop_listening(w);
 	while (w->flows) {
 		struct flow *f = w->flows;
 
@@ -1312,6 +853,9 @@ void proxy_worker_stop(struct proxy *p, struct ev_loop *loop, unsigned worker)
 		ev_timer_del(loop, &f->reaper);
 		if (!atomic_load(&f->post_pending)) {
 			proxy_snap_put(f->snap);
+			free(f->socks);
+			buf_fini(&f->early);
+			atomic_fetch_sub(&p->n_flows, 1);
 			free(f);
 		}
 	}
@@ -1321,6 +865,7 @@ void proxy_worker_stop(struct proxy *p, struct ev_loop *loop, unsigned worker)
 		tun_close(t, "shutting down");
 		ev_timer_del(loop, &t->kick);
 		ev_timer_del(loop, &t->timer);
+		ev_timer_del(loop, &t->idle);
 		if (atomic_load(&t->post_pending)) {
 			/* its post frees it; unlink now */
 			w->tuns = t->next;

@@ -20,10 +20,13 @@
  * Scope of this first version (dedicated mode, one ztunnel per netns):
  * - served workloads: those of the snapshot with a workloadIp assigned to an interface of this
  *   netns (getifaddrs at each config change) or named by uid in proxy_opts.workload_uids;
- * - one HBONE (TLS + HTTP/2) connection per outbound connection: no pooling yet;
+ * - outbound HBONE streams share pooled TLS + HTTP/2 connections per worker, keyed by (source
+ *   identity, destination identity, source IP, destination ip:15008); past 100 streams a new
+ *   connection opens; one idle for pool_idle_ms is closed;
  * - waypoints and network gateways are not implemented: a destination that needs one fails;
- * - authorization runs once at setup (no re-check of open connections on policy changes);
- * - a TLS config is built per connection from the current certificate (no per-identity cache).
+ * - authorization runs at setup and again for every open inbound connection at each config
+ *   change (newly denied ones are closed);
+ * - a TLS config is built per HBONE connection from the current certificate.
  *
  * Threading: proxy_set_config() may run on any thread (the config watcher); the worker functions
  * run on their worker's loop. Each connection holds a reference on the snapshot it was decided
@@ -44,6 +47,9 @@ struct proxy_opts {
 	 * on the node so the replies come back; off by default in dedicated mode. */
 	bool preserve_source;
 	struct metrics_registry *metrics; /* NULL: metrics_default() */
+	uint16_t socks5_port;		  /* SOCKS5 on 127.0.0.1; 0: off */
+	uint64_t pool_idle_ms;	/* close idle pooled HBONE connections after this; 0: 5 min */
+	size_t max_connections; /* open connections; more are refused; 0: 100000 */
 };
 
 struct proxy;
@@ -60,6 +66,13 @@ int proxy_worker_start(struct proxy *p, struct ev_loop *loop, unsigned worker, s
 void proxy_worker_stop(struct proxy *p, struct ev_loop *loop, unsigned worker);
 /* NULL when a config is loaded and every worker's listeners are up; else why not. */
 const char *proxy_not_ready(struct proxy *p);
+/* Live connections as a JSON array value (for /connections); any thread. */
+void proxy_connections(struct proxy *p, struct json_writer *w);
+/* Drain: every worker stops accepting (new connections are refused by the kernel); open ones
+ * go on. Any thread. */
+void proxy_drain(struct proxy *p);
+/* Open connections on every worker (drain waits for 0). */
+size_t proxy_open_connections(struct proxy *p);
 /* Served workload uids as a JSON array value (for /config_dump). */
 void proxy_dump(struct proxy *p, struct json_writer *w);
 

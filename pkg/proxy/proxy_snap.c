@@ -35,6 +35,28 @@ static int reg(struct proxy *p, const char *name, const char *help, struct metri
 	return metrics_register(p->o.metrics, &d, out, eb);
 }
 
+/* A counter family with no label (reason NULL) or one "reason" label; *out is its series. */
+static int reg_plain(struct proxy *p, const char *name, const char *help, const char *reason,
+		     struct metrics_series **out, struct errbuf *eb)
+{
+	static const char *const reason_label[] = {"reason"};
+	const char *v[1] = {reason};
+	struct metrics_family *fam;
+	struct metrics_def d = {
+		.name = name,
+		.help = help,
+		.type = METRICS_COUNTER,
+		.labels = reason ? reason_label : NULL,
+		.nlabels = reason ? 1 : 0,
+	};
+	int rc = metrics_register(p->o.metrics, &d, &fam, eb);
+
+	if (rc < 0)
+		return rc;
+	*out = metrics_counter_with(fam, v);
+	return 0;
+}
+
 struct proxy *proxy_new(const struct proxy_opts *o, struct errbuf *eb)
 {
 	struct proxy *p;
@@ -53,6 +75,11 @@ struct proxy *proxy_new(const struct proxy_opts *o, struct errbuf *eb)
 		p->o.outbound_port = 15001;
 	if (!p->o.hbone_port)
 		p->o.hbone_port = 15008;
+	if (!p->o.pool_idle_ms)
+		p->o.pool_idle_ms = 5 * 60 * 1000;
+	if (!p->o.max_connections)
+		p->o.max_connections = 100000;
+	p->ports[3] = p->o.socks5_port;
 	p->ports[0] = p->o.inbound_port;
 	p->ports[1] = p->o.outbound_port;
 	p->ports[2] = p->o.hbone_port;
@@ -61,7 +88,17 @@ struct proxy *proxy_new(const struct proxy_opts *o, struct errbuf *eb)
 		p->uids[i] = xstrdup(o->workload_uids[i]);
 	p->o.workload_uids = (const char *const *)p->uids;
 	pthread_mutex_init(&p->mu, NULL);
-	if (reg(p, "istio_tcp_connections_opened_total", "TCP connections opened", &p->m_opened,
+	pthread_mutex_init(&p->live_mu, NULL);
+	if (reg_plain(p, "ambient_pool_connections_opened_total",
+		      "HBONE connections the client pool opened (TLS handshakes started)", NULL,
+		      &p->m_pool_opened, eb) < 0 ||
+	    reg_plain(p, "ambient_hbone_connections_accepted_total",
+		      "HBONE connections accepted on the inbound HBONE port", NULL,
+		      &p->m_hbone_accepted, eb) < 0 ||
+	    reg_plain(p, "ambient_connections_refused_total",
+		      "Connections refused by the proxy before any relaying", "limit",
+		      &p->m_refused_limit, eb) < 0 ||
+	    reg(p, "istio_tcp_connections_opened_total", "TCP connections opened", &p->m_opened,
 		eb) < 0 ||
 	    reg(p, "istio_tcp_connections_closed_total", "TCP connections closed", &p->m_closed,
 		eb) < 0 ||
@@ -120,6 +157,7 @@ void proxy_free(struct proxy *p)
 		free(p->uids[i]);
 	free(p->uids);
 	pthread_mutex_destroy(&p->mu);
+	pthread_mutex_destroy(&p->live_mu);
 	free(p);
 }
 
@@ -182,13 +220,14 @@ void proxy_set_config(struct proxy *p, struct config *c)
 		s->served[s->n_served++] = &w[i];
 		identity_prefetch(p->o.idm, w[i].identity, NULL);
 	}
-	log_info("proxy: config applied", LF_U64("version", config_version(c)),
-		 LF_U64("served_workloads", s->n_served));
 	pthread_mutex_lock(&p->mu);
 	old = p->snap;
 	p->snap = s;
 	pthread_mutex_unlock(&p->mu);
+	log_info("proxy: config applied", LF_U64("version", config_version(c)),
+		 LF_U64("served_workloads", s->n_served));
 	proxy_snap_put(old);
+	proxy_recheck(p);
 }
 
 const char *proxy_not_ready(struct proxy *p)
