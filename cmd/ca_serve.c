@@ -132,8 +132,7 @@ static void refuse(struct ca_server *ca, struct admin_response *r, int status, c
 	buf_reset(&r->body);
 	json_writer_init(&w, &r->body, 0);
 	json_write_object_begin(&w);
-	json_write_key(&w, "error");
-	json_write_string(&w, msg);
+	json_kv_str(&w, "error", msg);
 	json_write_object_end(&w);
 	json_writer_finish(&w);
 	buf_append(&r->body, "\n", 1);
@@ -271,11 +270,9 @@ static void write_issued(struct admin_response *r, const struct ca_issued *is, c
 	for (size_t i = 0; i < is->n; i++)
 		json_write_string(&w, is->pem[i]);
 	json_write_array_end(&w);
-	json_write_key(&w, "serialNumber");
-	json_write_string(&w, is->serial);
-	server_dump_time(&w, "notAfter", is->not_after * 1000);
-	json_write_key(&w, "ttlSeconds");
-	json_write_int(&w, is->ttl);
+	json_kv_str(&w, "serialNumber", is->serial);
+	json_kv_time_ms(&w, "notAfter", is->not_after * 1000);
+	json_kv_int(&w, "ttlSeconds", is->ttl);
 	json_write_key(&w, "warnings");
 	json_write_array_begin(&w);
 	if (clamp[0])
@@ -378,8 +375,7 @@ static void h_roots(const struct admin_request *req, struct admin_response *r, v
 	r->content_type = "application/json";
 	json_writer_init(&w, &r->body, 0);
 	json_write_object_begin(&w);
-	json_write_key(&w, "trustDomain");
-	json_write_string(&w, ca->auth->trust_domain);
+	json_kv_str(&w, "trustDomain", ca->auth->trust_domain);
 	json_write_key(&w, "roots");
 	json_write_array_begin(&w);
 	for (size_t i = 0; i < ca->auth->n_root; i++)
@@ -851,39 +847,28 @@ static void ca_dump(struct server *srv, void *ctx, struct json_writer *w)
 	(void)srv;
 	json_write_key(w, "ca");
 	json_write_object_begin(w);
-	json_write_key(w, "trustDomain");
-	json_write_string(w, ca->auth->trust_domain);
-	json_write_key(w, "dir");
-	json_write_string(w, ca->dir);
-	json_write_key(w, "listen");
-	json_write_string(w, ca->listen);
+	json_kv_str(w, "trustDomain", ca->auth->trust_domain);
+	json_kv_str(w, "dir", ca->dir);
+	json_kv_str(w, "listen", ca->listen);
 	json_write_key(w, "signingCertificate");
 	json_write_object_begin(w);
 	x509_cert_serial_hex(ca->auth->signing, serial, sizeof(serial));
-	json_write_key(w, "subject");
-	json_write_string(w, ca->auth->signing->subject_text);
-	json_write_key(w, "serialNumber");
-	json_write_string(w, serial);
-	server_dump_time(w, "notAfter", ca->auth->signing->not_after * 1000);
+	json_kv_str(w, "subject", ca->auth->signing->subject_text);
+	json_kv_str(w, "serialNumber", serial);
+	json_kv_time_ms(w, "notAfter", ca->auth->signing->not_after * 1000);
 	json_write_object_end(w);
 	pthread_mutex_lock(&ca->mu);
 	json_write_key(w, "servingCertificate");
 	json_write_object_begin(w);
-	json_write_key(w, "identity");
-	json_write_string(w, ca->server_identity);
-	json_write_key(w, "serialNumber");
-	json_write_string(w, ca->server_serial);
-	server_dump_time(w, "notAfter", ca->server_not_after * 1000);
+	json_kv_str(w, "identity", ca->server_identity);
+	json_kv_str(w, "serialNumber", ca->server_serial);
+	json_kv_time_ms(w, "notAfter", ca->server_not_after * 1000);
 	json_write_object_end(w);
-	json_write_key(w, "nodeTokens");
-	json_write_uint(w, ca->tokens.n);
-	json_write_key(w, "httpsLoops");
-	json_write_uint(w, ca->nloops);
+	json_kv_uint(w, "nodeTokens", ca->tokens.n);
+	json_kv_uint(w, "httpsLoops", ca->nloops);
 	pthread_mutex_unlock(&ca->mu);
-	json_write_key(w, "roots");
-	json_write_uint(w, ca->auth->n_root);
-	json_write_key(w, "configWatchers");
-	json_write_uint(w, atomic_load(&ca->nwaiters));
+	json_kv_uint(w, "roots", ca->auth->n_root);
+	json_kv_uint(w, "configWatchers", atomic_load(&ca->nwaiters));
 	json_write_object_end(w);
 }
 

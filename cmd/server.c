@@ -104,50 +104,26 @@ static const struct flag *server_flags(struct server_settings *s,
 
 /* ---- admin handlers ------------------------------------------------------------------------- */
 
-void server_dump_time(struct json_writer *w, const char *key, int64_t ms)
-{
-	char tmp[40];
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-
-	json_write_key(w, key);
-	if (ms <= 0) {
-		json_write_null(w);
-		return;
-	}
-	gmtime_r(&t, &tm);
-	strftime(tmp, sizeof(tmp), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	json_write_string(w, tmp);
-}
-
-static void kv_str(struct json_writer *w, const char *k, const char *v)
-{
-	json_write_key(w, k);
-	json_write_string(w, v);
-}
-
 static void dump_settings(struct json_writer *w, const struct server *srv)
 {
 	const struct server_settings *s = srv->set;
 
 	json_write_key(w, "settings");
 	json_write_object_begin(w);
-	kv_str(w, "component", srv->comp->name);
-	kv_str(w, "meshConfig", s->mesh_config);
-	kv_str(w, "node", s->node);
-	kv_str(w, "admin", s->admin);
-	kv_str(w, "metrics", s->metrics);
-	kv_str(w, "ready", s->ready);
-	json_write_key(w, "workers");
-	json_write_int(w, s->workers);
-	kv_str(w, "logLevel", log_level_name(log_get_level()));
-	kv_str(w, "logFormat", log_get_format() == LOG_FMT_JSON ? "json" : "text");
-	json_write_key(w, "drainTimeoutMs");
-	json_write_uint(w, s->drain_timeout_ms);
-	kv_str(w, "trustDomain", s->trust_domain);
-	kv_str(w, "caRoot", s->ca_root);
+	json_kv_str(w, "component", srv->comp->name);
+	json_kv_str(w, "meshConfig", s->mesh_config);
+	json_kv_str(w, "node", s->node);
+	json_kv_str(w, "admin", s->admin);
+	json_kv_str(w, "metrics", s->metrics);
+	json_kv_str(w, "ready", s->ready);
+	json_kv_int(w, "workers", s->workers);
+	json_kv_str(w, "logLevel", log_level_name(log_get_level()));
+	json_kv_str(w, "logFormat", log_get_format() == LOG_FMT_JSON ? "json" : "text");
+	json_kv_uint(w, "drainTimeoutMs", s->drain_timeout_ms);
+	json_kv_str(w, "trustDomain", s->trust_domain);
+	json_kv_str(w, "caRoot", s->ca_root);
 	/* The token file's path is not secret; its content is never shown. */
-	kv_str(w, "tokenFile", s->token_file);
+	json_kv_str(w, "tokenFile", s->token_file);
 	json_write_object_end(w);
 }
 
@@ -159,25 +135,19 @@ static void dump_config(struct json_writer *w, struct server *srv, struct buf *s
 	watch_status_get(srv->watch, &st);
 	json_write_key(w, "config");
 	json_write_object_begin(w);
-	kv_str(w, "source", st.source);
-	kv_str(w, "kind", watch_kind_name(st.kind));
-	json_write_key(w, "version");
-	json_write_uint(w, st.version);
-	kv_str(w, "etag", st.etag[0] ? st.etag : NULL);
-	kv_str(w, "httpEtag", st.http_etag[0] ? st.http_etag : NULL);
-	json_write_key(w, "ok");
-	json_write_bool(w, st.ok);
-	json_write_key(w, "longPoll");
-	json_write_bool(w, st.longpoll);
-	json_write_key(w, "loads");
-	json_write_uint(w, st.successes);
-	json_write_key(w, "unchanged");
-	json_write_uint(w, st.unchanged);
-	json_write_key(w, "reloadErrors");
-	json_write_uint(w, st.errors);
-	server_dump_time(w, "lastAttempt", st.last_attempt_ms);
-	server_dump_time(w, "lastSuccess", st.last_success_ms);
-	server_dump_time(w, "lastErrorTime", st.last_error_ms);
+	json_kv_str(w, "source", st.source);
+	json_kv_str(w, "kind", watch_kind_name(st.kind));
+	json_kv_uint(w, "version", st.version);
+	json_kv_str(w, "etag", st.etag[0] ? st.etag : NULL);
+	json_kv_str(w, "httpEtag", st.http_etag[0] ? st.http_etag : NULL);
+	json_kv_bool(w, "ok", st.ok);
+	json_kv_bool(w, "longPoll", st.longpoll);
+	json_kv_uint(w, "loads", st.successes);
+	json_kv_uint(w, "unchanged", st.unchanged);
+	json_kv_uint(w, "reloadErrors", st.errors);
+	json_kv_time_ms(w, "lastAttempt", st.last_attempt_ms);
+	json_kv_time_ms(w, "lastSuccess", st.last_success_ms);
+	json_kv_time_ms(w, "lastErrorTime", st.last_error_ms);
 	json_write_key(w, "lastError");
 	if (st.last_error) {
 		/* One array element per error line, so each JSON path reads on its own. */
@@ -227,11 +197,11 @@ static void h_config_dump(const struct admin_request *req, struct admin_response
 	json_write_object_begin(&w);
 	json_write_key(&w, "build");
 	json_write_object_begin(&w);
-	kv_str(&w, "version", AMBIENT_VERSION);
-	kv_str(&w, "commit", AMBIENT_GIT_COMMIT);
-	kv_str(&w, "buildType", AMBIENT_BUILD_TYPE);
+	json_kv_str(&w, "version", AMBIENT_VERSION);
+	json_kv_str(&w, "commit", AMBIENT_GIT_COMMIT);
+	json_kv_str(&w, "buildType", AMBIENT_BUILD_TYPE);
 	json_write_object_end(&w);
-	server_dump_time(&w, "startTime", srv->started_ms);
+	json_kv_time_ms(&w, "startTime", srv->started_ms);
 	dump_settings(&w, srv);
 	dump_config(&w, srv, &snap);
 	if (srv->comp->dump)

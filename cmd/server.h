@@ -69,8 +69,6 @@ struct watch *server_watch(struct server *srv);
 /* The admin server (127.0.0.1:15000), for a component's own routes (from start()). */
 struct admin_server *server_admin(struct server *srv);
 const struct server_settings *server_settings_get(struct server *srv);
-/* Writes `"key": "<RFC 3339 UTC>"` (null for ms <= 0). */
-void server_dump_time(struct json_writer *w, const char *key, int64_t ms);
 
 /* Parses flags, then either checks the config (--check-config) or runs until SIGTERM/SIGINT or
  * POST /quitquitquit. Returns the exit status. */
