@@ -14,6 +14,15 @@ say() {
 	echo "bench: $*" >&2
 }
 
+# is_ours PID EXE: PID is still the process started from EXE (also when EXE was replaced on disk
+# since, e.g. by a rebuild: the kernel then shows "EXE (deleted)").
+is_ours() {
+	case "$(readlink "/proc/$1/exe" 2>/dev/null)" in
+	"$2" | "$2 (deleted)") return 0 ;;
+	esac
+	return 1
+}
+
 bench_cleanup() {
 	rc=$?
 	set +e # a server stopped by SIGTERM makes `wait` return 143; cleanup must go on regardless
@@ -22,7 +31,7 @@ bench_cleanup() {
 		pid=${pe%%:*}
 		exe=${pe#*:}
 		# Signal only if the PID is still the process we started (not reaped and reused).
-		if [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ]; then
+		if is_ours "$pid" "$exe"; then
 			kill -TERM "$pid" 2>/dev/null
 		fi
 	done
@@ -30,16 +39,20 @@ bench_cleanup() {
 		pid=${pe%%:*}
 		exe=${pe#*:}
 		i=0
-		while [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ] && [ $i -lt 100 ]; do
+		while is_ours "$pid" "$exe" && [ $i -lt 100 ]; do
 			sleep 0.1
 			i=$((i + 1))
 		done
-		if [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ]; then
+		if is_ours "$pid" "$exe"; then
 			say "pid $pid ($exe) did not exit 10 s after SIGTERM; sending SIGKILL"
 			kill -KILL "$pid" 2>/dev/null
 		fi
 		wait "$pid" 2>/dev/null || true
 	done
+	# Extra cleanup after the processes are gone (e.g. deleting network namespaces).
+	if [ -n "${BENCH_ON_EXIT:-}" ]; then
+		eval "$BENCH_ON_EXIT"
+	fi
 	if [ -n "$BENCH_TMP" ] && [ -d "$BENCH_TMP" ]; then
 		if [ -n "${BENCH_KEEP:-}" ]; then
 			say "keeping $BENCH_TMP (BENCH_KEEP set)"
@@ -65,6 +78,18 @@ bench_start() {
 	shift
 	exe=$(readlink -f "$(command -v "$1")") || die "$1: not found"
 	"$@" >"$BENCH_TMP/$name.log" 2>&1 &
+	BENCH_LAST_PID=$!
+	BENCH_PIDS="$BENCH_PIDS $BENCH_LAST_PID:$exe"
+}
+
+# bench_start_ns NAME NETNS EXE ARGS...: like bench_start, inside a network namespace. `ip netns
+# exec` execs EXE in place, so the recorded PID is EXE's own.
+bench_start_ns() {
+	name=$1
+	ns=$2
+	shift 2
+	exe=$(readlink -f "$(command -v "$1")") || die "$1: not found"
+	ip netns exec "$ns" "$@" >"$BENCH_TMP/$name.log" 2>&1 &
 	BENCH_LAST_PID=$!
 	BENCH_PIDS="$BENCH_PIDS $BENCH_LAST_PID:$exe"
 }

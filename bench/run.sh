@@ -6,3 +6,6 @@ set -eu
 cd "$(dirname "$0")/.."
 echo "== bench/ca.sh: certificate issuance over HTTPS, ambient ca serve vs cfssl serve"
 sh bench/ca.sh
+echo
+echo "== bench/l4.sh: L4 data plane over veth, direct vs ambient (HBONE) vs stunnel vs haproxy (mTLS)"
+sh bench/l4.sh

@@ -38,6 +38,15 @@ void tun_close(struct tun *t, const char *why)
 		return;
 	t->dead = true;
 	snprintf(t->why, sizeof(t->why), "%s", why);
+	if (t->tls_on && !(tls_conn_state(&t->tls) & TLS_ST_DONE)) {
+		/* A refused or failed handshake has no stream to log it: say who and why here. */
+		char peer[NET_ADDR_STRLEN], local[NET_ADDR_STRLEN];
+		net_addr_format(&t->peer, peer, sizeof(peer));
+		net_addr_format(&t->local, local, sizeof(local));
+		log_warn(t->server ? "hbone handshake refused" : "hbone handshake failed",
+			 LF_STR("src.addr", t->server ? peer : local),
+			 LF_STR("dst.addr", t->server ? local : peer), LF_ERR(why));
+	}
 	if (t->waiter.fn)
 		identity_waiter_cancel(t->w->p->o.idm, &t->waiter);
 	ev_timer_del(t->w->loop, &t->timer);
