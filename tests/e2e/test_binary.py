@@ -66,3 +66,23 @@ def test_unimplemented_subcommands_say_so():
         r = run([BIN, sub])
         assert r.returncode != 0, sub
         assert "not implemented yet" in r.stderr, (sub, r.stderr)
+
+
+def test_kernel_headers_reachable_from_the_musl_build(tmp_path):
+    """Netlink, nf_tables and SO_ORIGINAL_DST headers compile with the musl flags the Makefile
+    uses (vendor/out/musl/kheaders), as the cni work will need."""
+    from conftest import ROOT
+    src = tmp_path / "k.c"
+    src.write_text(
+        "#include <netinet/in.h>\n"
+        "#include <linux/netfilter_ipv4.h>\n"
+        "#include <linux/rtnetlink.h>\n"
+        "#include <linux/netfilter/nf_tables.h>\n"
+        "#include <linux/netfilter/nfnetlink.h>\n"
+        "int main(void) { return SO_ORIGINAL_DST == 80 && NFT_MSG_NEWRULE > 0 ? 0 : 1; }\n")
+    out = tmp_path / "k"
+    r = run(["musl-gcc", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Werror", "-isystem",
+             os.path.join(ROOT, "vendor", "out", "musl", "kheaders"), "-static", str(src), "-o",
+             str(out)])
+    assert r.returncode == 0, r.stderr
+    assert run([str(out)]).returncode == 0
