@@ -9,3 +9,6 @@ sh bench/ca.sh
 echo
 echo "== bench/l4.sh: L4 data plane over veth, direct vs ambient (HBONE) vs stunnel vs haproxy (mTLS)"
 sh bench/l4.sh
+echo
+echo "== bench/l4_conns.sh: RSS with 1,000 open idle tunnels, ambient (HBONE) vs stunnel vs haproxy"
+sh bench/l4_conns.sh
