@@ -184,6 +184,15 @@ static void zt_dump(struct server *srv, void *ctx, struct json_writer *w)
 	struct zt *z = ctx;
 
 	(void)srv;
+	if (z->idm) {
+		/* Certificate state per identity: state, serial, validity, next refresh, last
+		 * error. */
+		struct identity_status st;
+		identity_status_get(z->idm, &st);
+		json_write_key(w, "certificates");
+		identity_status_write_json(&st, w);
+		identity_status_fini(&st);
+	}
 	if (!z->proxy)
 		return;
 	json_write_key(w, "proxy");

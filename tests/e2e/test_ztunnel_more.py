@@ -2,8 +2,8 @@
 
 - CA outage: both ztunnels get their certificates from `ambient ca serve` (HTTPS, in node B);
   with the CA stopped, cached certificates keep serving new connections, a workload added
-  meanwhile has no certificate (its connections fail at once with the CA error; the log shows
-  the failed fetches and the backoff: /config_dump carries no certificate state yet), and it
+  meanwhile has no certificate (its connections fail at once with the CA error; the log and
+  /config_dump's `certificates` show the failed fetches and the backoff), and it
   recovers once the CA is back (same directory: same root and tokens).
 - Interop: our client ztunnel tunnels through `nghttpx --http2-proxy` (TLS, client certificates
   verified, ALPN h2) standing in for the server ztunnel on 10.77.0.2:15008; nghttpx forwards the
@@ -12,6 +12,7 @@
 Two netns "nodes" joined by a veth pair (A 10.77.0.1 and .6, B 10.77.0.2), nft REDIRECT capture in
 A. Needs root. Every netns and process is cleaned up, even on failure; processes are stopped by
 PID."""
+import json
 import os
 import shutil
 import subprocess
@@ -137,8 +138,7 @@ def get(ns, src=None, timeout=10):
 
 
 def ident_lines(z, msg, ident):
-    """The ztunnel's log lines `msg` for one identity (pkg/identity logs every fetch outcome).
-    /config_dump carries no certificate state yet, so the log is what shows it."""
+    """The ztunnel's log lines `msg` for one identity (pkg/identity logs every fetch outcome)."""
     return [l for l in z.logtext().splitlines() if msg in l and ident in l]
 
 
@@ -187,6 +187,14 @@ def test_ca_outage_cached_certificates_serve_new_workload_recovers(env):
     assert "attempt=2" in fail[1], fail
     r = get(a, src="10.77.0.6")
     assert r.returncode != 0 and HELLO not in r.stdout, (r.stdout, r.stderr)
+    # /config_dump shows each identity's certificate state.
+    def certs():
+        out = nsrun(a, "curl", "-s", "http://127.0.0.1:15000/config_dump").stdout
+        return {c["identity"]: c for c in json.loads(out)["certificates"]["identities"]}
+    c = certs()
+    assert c[CLIENT_ID]["state"] == "ready" and c[CLIENT_ID]["serialNumber"], c[CLIENT_ID]
+    assert c[CLIENT2_ID]["state"] == "failed" and c[CLIENT2_ID]["consecutiveFailures"] >= 2
+    assert "connection refused" in c[CLIENT2_ID]["lastError"], c[CLIENT2_ID]
     # It fails fast (no queueing behind the backoff) and the access log says why.
     wait_for(lambda: [l for l in ident_lines(za, "connection complete", CLIENT2_ID)
                       if "no valid certificate" in l and "connection refused" in l],
