@@ -179,6 +179,12 @@ struct hbone_config {
 	uint32_t max_streams;	   /* client cap / server SETTINGS value; 0 = 100 / 200 */
 	uint32_t ping_interval_ms; /* 0 = HBONE_PING_INTERVAL_MS */
 	uint32_t ping_timeout_ms;  /* 0 = HBONE_PING_TIMEOUT_MS */
+	/* Optional zero-copy output for DATA frames. Called from hbone_session_pull() with a frame
+	 * header and the payload, still in the stream's send buffer; it sends (a prefix of) hd then
+	 * p, in this order before anything pull returns afterwards, and returns how many of the
+	 * hdlen + n bytes it took. The session keeps what it did not take and hands it out first
+	 * from the next pull. Without it, DATA payload is copied into nghttp2's frame buffer. */
+	size_t (*send_data)(void *ctx, const uint8_t *hd, size_t hdlen, const uint8_t *p, size_t n);
 };
 
 struct hbone_stream_stats {
@@ -251,6 +257,13 @@ int hbone_stream_respond(struct hbone_session *s, int32_t id, int status);
 /* Copies up to n bytes into the stream's send buffer; returns how many it took (0 when full:
  * wait for HBONE_EV_WRITABLE), -E_STATE after shutdown_write or a non-200, -E_NOTFOUND. */
 ssize_t hbone_stream_write(struct hbone_session *s, int32_t id, const void *p, size_t n);
+/* Zero-copy variant of hbone_stream_write(): returns the free room in the send buffer (0 when it
+ * is full, with HBONE_EV_WRITABLE to follow as after a short write, or when the stream cannot
+ * take data) and points *p at the part of it already allocated at the buffer's tail (*cap bytes,
+ * maybe 0). The caller fills a prefix of that and hands it over with hbone_stream_write_commit()
+ * before any other call on the session; the rest of the room takes hbone_stream_write(). */
+size_t hbone_stream_write_reserve(struct hbone_session *s, int32_t id, uint8_t **p, size_t *cap);
+void hbone_stream_write_commit(struct hbone_session *s, int32_t id, size_t n);
 /* Free room in the send buffer (0 when the stream is gone or shut). */
 size_t hbone_stream_write_space(const struct hbone_session *s, int32_t id);
 /* Acknowledges n received bytes as forwarded, reopening the peer's window. -E_INVAL when n is

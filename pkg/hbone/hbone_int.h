@@ -8,6 +8,11 @@
 #include "pkg/hbone/hbone.h"
 
 #define HBONE_METHOD_MAX 16
+#define HBONE_FRAME_HDLEN 9 /* RFC 9113 §4.1 */
+/* DATA payload per frame with a cfg.send_data sink (within the peer's SETTINGS_MAX_FRAME_SIZE):
+ * the receiver then gets about one chunk per TLS record instead of two. Without a sink, nghttp2's
+ * 16 KiB. */
+#define HBONE_SEND_FRAME (64u << 10)
 
 /* A server request while its header block arrives; freed after HBONE_EV_REQUEST. */
 struct hbone_req_acc {
@@ -63,6 +68,10 @@ struct hbone_session {
 
 	const uint8_t *out;
 	size_t out_len, out_off;
+	/* The part of a zero-copy DATA frame cfg.send_data did not take; goes out before `out`.
+	 * At most one frame: while it holds bytes the next DATA frame waits (WOULDBLOCK). */
+	struct buf pend;
+	bool pull_pend; /* the last pull handed out pend */
 
 	uint64_t now;
 	uint64_t last_rx; /* monotonic ms of the last tick that saw input */
@@ -89,6 +98,8 @@ struct hbone_stream *hbone_stream_add(struct hbone_session *s, int32_t id, bool 
 void hbone_stream_del(struct hbone_session *s, struct hbone_stream *st);
 
 /* hbone_stream.c */
+int hbone_send_data_cb(nghttp2_session *ngh, nghttp2_frame *f, const uint8_t *hd, size_t len,
+		       nghttp2_data_source *src, void *ud);
 ssize_t hbone_data_read_cb(nghttp2_session *ngh, int32_t id, uint8_t *buf, size_t len,
 			   uint32_t *flags, nghttp2_data_source *src, void *ud);
 void hbone_flush_writable(struct hbone_session *s);

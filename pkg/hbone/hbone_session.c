@@ -381,6 +381,23 @@ static int on_error(nghttp2_session *ngh, int lib_error, const char *msg, size_t
 
 /* ---- session lifecycle ----------------------------------------------------------------------- */
 
+static ssize_t data_length(nghttp2_session *ngh, uint8_t type, int32_t id, int32_t conn_window,
+			   int32_t stream_window, uint32_t max_frame, void *ud)
+{
+	const struct hbone_session *s = ud;
+	const struct hbone_stream *st = s->cfg.send_data ? hbone_stream_find(s, id) : NULL;
+	size_t queued = st ? buf_len(&st->sendbuf) : 0;
+
+	(void)ngh;
+	(void)type;
+	(void)conn_window;
+	(void)stream_window; /* nghttp2 clamps to the windows itself */
+	/* Past 16 KiB nghttp2 grows its frame buffer: only for a stream with that much queued. */
+	if (queued <= 16384)
+		return (ssize_t)MIN(max_frame, 16384u);
+	return (ssize_t)MIN(max_frame, MIN(queued, HBONE_SEND_FRAME));
+}
+
 static void make_callbacks(nghttp2_session_callbacks **cbs)
 {
 	if (nghttp2_session_callbacks_new(cbs) != 0)
@@ -389,6 +406,8 @@ static void make_callbacks(nghttp2_session_callbacks **cbs)
 	nghttp2_session_callbacks_set_on_header_callback(*cbs, hbone_on_header);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(*cbs, on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(*cbs, on_data_chunk);
+	nghttp2_session_callbacks_set_send_data_callback(*cbs, hbone_send_data_cb);
+	nghttp2_session_callbacks_set_data_source_read_length_callback(*cbs, data_length);
 	nghttp2_session_callbacks_set_on_stream_close_callback(*cbs, on_stream_close);
 	nghttp2_session_callbacks_set_on_frame_send_callback(*cbs, on_frame_send);
 	nghttp2_session_callbacks_set_on_frame_not_send_callback(*cbs, on_frame_not_send);
@@ -462,6 +481,7 @@ struct hbone_session *hbone_session_new(const struct hbone_config *cfg, uint64_t
 				   .calloc = mem_calloc,
 				   .realloc = mem_realloc};
 	s->now = s->last_rx = now_ms;
+	buf_init(&s->pend, 0);
 
 	make_callbacks(&cbs);
 	make_option(s, &opt);
@@ -492,6 +512,7 @@ void hbone_session_free(struct hbone_session *s)
 	while (s->streams)
 		hbone_stream_del(s, s->streams);
 	nghttp2_session_del(s->ngh);
+	buf_fini(&s->pend);
 	free(s);
 }
 
@@ -532,27 +553,37 @@ int hbone_session_pull(struct hbone_session *s, const uint8_t **out, size_t *len
 		return -E_STATE;
 	if (s->dead)
 		return s->err;
-	if (s->out_off < s->out_len) {
-		*out = s->out + s->out_off;
-		*len = s->out_len - s->out_off;
+	s->pull_pend = false;
+	if (buf_len(&s->pend) == 0 && s->out_off >= s->out_len) {
+		rv = nghttp2_session_mem_send(s->ngh, &p);
+		if (rv < 0)
+			return fail_lib(s, (int)rv, "send");
+		s->out = p;
+		s->out_len = (size_t)rv;
+		s->out_off = 0;
+		s->bytes_out += (size_t)rv;
+		if (s->notify_count)
+			hbone_flush_writable(s);
+	}
+	/* What send_data left over was produced before anything mem_send returned with it. */
+	if (buf_len(&s->pend) > 0) {
+		s->pull_pend = true;
+		*out = buf_rptr(&s->pend);
+		*len = buf_len(&s->pend);
 		return 0;
 	}
-	rv = nghttp2_session_mem_send(s->ngh, &p);
-	if (rv < 0)
-		return fail_lib(s, (int)rv, "send");
-	s->out = p;
-	s->out_len = (size_t)rv;
-	s->out_off = 0;
-	s->bytes_out += (size_t)rv;
-	if (s->notify_count)
-		hbone_flush_writable(s);
-	*out = s->out;
-	*len = s->out_len;
+	*out = s->out + s->out_off;
+	*len = s->out_len - s->out_off;
 	return 0;
 }
 
 void hbone_session_pull_done(struct hbone_session *s, size_t n)
 {
+	if (s->pull_pend) {
+		buf_consume(&s->pend, MIN(n, buf_len(&s->pend)));
+		s->pull_pend = false;
+		return;
+	}
 	s->out_off += MIN(n, s->out_len - s->out_off);
 }
 
@@ -565,7 +596,8 @@ bool hbone_session_want_write(const struct hbone_session *s)
 {
 	if (s->dead)
 		return false;
-	return s->out_off < s->out_len || nghttp2_session_want_write(s->ngh);
+	return s->out_off < s->out_len || buf_len(&s->pend) > 0 ||
+	       nghttp2_session_want_write(s->ngh);
 }
 
 /* ---- keepalive ------------------------------------------------------------------------------- */

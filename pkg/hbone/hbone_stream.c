@@ -208,7 +208,7 @@ ssize_t hbone_data_read_cb(nghttp2_session *ngh, int32_t id, uint8_t *out, size_
 {
 	struct hbone_stream *st = src->ptr;
 	struct hbone_session *s = ud;
-	size_t n;
+	size_t n, left;
 
 	(void)ngh;
 	(void)id;
@@ -217,24 +217,60 @@ ssize_t hbone_data_read_cb(nghttp2_session *ngh, int32_t id, uint8_t *out, size_
 		return NGHTTP2_ERR_DEFERRED;
 	}
 	n = MIN(len, buf_len(&st->sendbuf));
-	if (n > 0) {
+	left = buf_len(&st->sendbuf) - n;
+	if (n > 0 && s->cfg.send_data) {
+		/* hbone_send_data_cb() sends the payload from the send buffer and consumes it. */
+		*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+	} else if (n > 0) {
 		memcpy(out, buf_rptr(&st->sendbuf), n);
 		buf_consume(&st->sendbuf, n);
 		st->bytes_out += n;
 	}
-	if (buf_len(&st->sendbuf) == 0 && st->wr_shut) {
+	if (left == 0 && st->wr_shut) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 		st->eof_sent = true;
 	} else if (n == 0) {
 		st->deferred = true;
 		return NGHTTP2_ERR_DEFERRED;
 	}
-	if (st->want_writable && buf_len(&st->sendbuf) <= s->cfg.stream_send_buf / 2) {
+	if (st->want_writable && left <= s->cfg.stream_send_buf / 2) {
 		st->want_writable = false;
 		st->notify_pending = true;
 		s->notify_count++;
 	}
 	return (ssize_t)n;
+}
+
+/* The NO_COPY half of the data source: the frame header and `len` payload bytes from the front
+ * of the send buffer go to cfg.send_data; what it does not take waits in s->pend. */
+int hbone_send_data_cb(nghttp2_session *ngh, nghttp2_frame *f, const uint8_t *hd, size_t len,
+		       nghttp2_data_source *src, void *ud)
+{
+	struct hbone_stream *st = src->ptr;
+	struct hbone_session *s = ud;
+	const uint8_t *p = buf_rptr(&st->sendbuf);
+	size_t took = 0;
+
+	(void)ngh;
+	if (buf_len(&s->pend) > 0)
+		return NGHTTP2_ERR_WOULDBLOCK; /* the previous frame first */
+	if (f->data.padlen > 0 || len > buf_len(&st->sendbuf))
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* cannot happen: no padding, no reset
+							       */
+	took = s->cfg.send_data(s->cfg.ctx, hd, HBONE_FRAME_HDLEN, p, len);
+	took = MIN(took, HBONE_FRAME_HDLEN + len);
+	if (took < HBONE_FRAME_HDLEN) {
+		if (buf_append(&s->pend, hd + took, HBONE_FRAME_HDLEN - took) < 0)
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		took = HBONE_FRAME_HDLEN;
+	}
+	took -= HBONE_FRAME_HDLEN;
+	if (took < len && buf_append(&s->pend, p + took, len - took) < 0)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	buf_consume(&st->sendbuf, len);
+	st->bytes_out += len;
+	s->bytes_out += HBONE_FRAME_HDLEN + len;
+	return 0;
 }
 
 void hbone_flush_writable(struct hbone_session *s)
@@ -383,6 +419,38 @@ ssize_t hbone_stream_write(struct hbone_session *s, int32_t id, const void *p, s
 		return -E_LIMIT; /* cannot happen: take fits under the bound */
 	resume(s, st);
 	return (ssize_t)take;
+}
+
+size_t hbone_stream_write_reserve(struct hbone_session *s, int32_t id, uint8_t **p, size_t *cap)
+{
+	struct hbone_stream *st = hbone_stream_find(s, id);
+	size_t space;
+
+	*p = NULL;
+	*cap = 0;
+	if (!st || st->wr_shut || st->rejected || st->rst_sent || s->err)
+		return 0;
+	space = s->cfg.stream_send_buf - buf_len(&st->sendbuf);
+	if (space == 0) {
+		st->want_writable = true;
+		return 0;
+	}
+	/* Only the room already allocated: an idle stream keeps its small buffer. */
+	if (buf_wspace(&st->sendbuf) > 0) {
+		*p = buf_wptr(&st->sendbuf);
+		*cap = MIN(buf_wspace(&st->sendbuf), space);
+	}
+	return space;
+}
+
+void hbone_stream_write_commit(struct hbone_session *s, int32_t id, size_t n)
+{
+	struct hbone_stream *st = hbone_stream_find(s, id);
+
+	if (!st || n == 0)
+		return;
+	buf_produce(&st->sendbuf, n);
+	resume(s, st);
 }
 
 size_t hbone_stream_write_space(const struct hbone_session *s, int32_t id)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define FD_OUT_MAX (256u << 10) /* stop reading a socket when its peer's queue holds this */
@@ -66,6 +67,29 @@ static void end_fd_flush(struct end *e)
 	}
 }
 
+/* One send() of p to e's socket, credited to src's stream when it went out; returns the bytes
+ * written (0 on EAGAIN, and on an error, which end_fd_flush() then reports from the queue). */
+static size_t end_fd_write_now(struct end *e, struct end *src, const uint8_t *p, size_t n)
+{
+	ssize_t w;
+
+	do
+		w = send(e->io.fd, p, n, MSG_NOSIGNAL);
+	while (w < 0 && errno == EINTR);
+	if (w <= 0) {
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			ev_io_clear_ready(&e->io, EV_WRITE);
+		return 0;
+	}
+	if ((size_t)w < n)
+		ev_io_clear_ready(&e->io, EV_WRITE);
+	if (src->kind == END_H2 && src->t && src->sid > 0) {
+		hbone_stream_consumed(src->t->h, src->sid, (size_t)w);
+		tun_kick(src->t);
+	}
+	return (size_t)w;
+}
+
 static void end_fd_read(struct end *e)
 {
 	struct end *dst = other(e);
@@ -80,17 +104,24 @@ static void end_fd_read(struct end *e)
 				break;
 			n = ev_io_read(&e->io, &dst->out, READ_CHUNK);
 		} else {
-			size_t space;
+			size_t space, cap;
+			struct iovec iov[2];
+			uint8_t *w;
 
 			if (!dst->t || dst->sid <= 0)
 				break;
-			space = hbone_stream_write_space(dst->t->h, dst->sid);
-			if (space == 0) {
-				/* A refused write arms HBONE_EV_WRITABLE, which resumes reading. */
-				hbone_stream_write(dst->t->h, dst->sid, tmp, 1);
+			/* Into the room the stream's send buffer already has, the rest into tmp
+			 * (and then copied, growing the buffer). No room (full) arms
+			 * HBONE_EV_WRITABLE, which resumes reading. */
+			space = hbone_stream_write_reserve(dst->t->h, dst->sid, &w, &cap);
+			if (space == 0)
 				break;
-			}
-			n = read(e->io.fd, tmp, space < sizeof(tmp) ? space : sizeof(tmp));
+			iov[0] = (struct iovec){w, cap};
+			iov[1] = (struct iovec){tmp, MIN(space - cap, sizeof(tmp))};
+			do
+				n = cap ? readv(e->io.fd, iov, iov[1].iov_len ? 2 : 1)
+					: readv(e->io.fd, iov + 1, 1);
+			while (n < 0 && errno == EINTR);
 			if (n < 0) {
 				n = (errno == EAGAIN || errno == EWOULDBLOCK)
 					    ? -E_AGAIN
@@ -99,7 +130,11 @@ static void end_fd_read(struct end *e)
 					ev_io_clear_ready(&e->io, EV_READ);
 			}
 			if (n > 0) {
-				hbone_stream_write(dst->t->h, dst->sid, tmp, (size_t)n);
+				size_t k = MIN((size_t)n, cap);
+
+				hbone_stream_write_commit(dst->t->h, dst->sid, k);
+				if ((size_t)n > k)
+					hbone_stream_write(dst->t->h, dst->sid, tmp, (size_t)n - k);
 				tun_kick(dst->t);
 			}
 		}
@@ -588,7 +623,16 @@ void proxy_tun_event(void *ctx, struct hbone_session *s, const struct hbone_even
 
 		live_bytes(e->f, dir_of(e), ev->data.n);
 		if (dst->kind == END_FD && !dst->closed) {
-			buf_append(&dst->out, ev->data.p, ev->data.n);
+			size_t off = 0;
+
+			/* Nothing queued: write straight from the HTTP/2 frame, queue only the
+			 * rest. */
+			if (buf_len(&dst->out) == 0 && !dst->connecting && !dst->wr_shut)
+				off = end_fd_write_now(dst, e, ev->data.p, ev->data.n);
+			if (e->f->dead)
+				break;
+			if (off < ev->data.n)
+				buf_append(&dst->out, ev->data.p + off, ev->data.n - off);
 			end_fd_flush(dst);
 			if (!e->f->dead)
 				end_fd_update(dst);

@@ -82,9 +82,22 @@ static void tun_arm_tick(struct tun *t)
 		ev_timer_add_at(t->w->loop, &t->timer, hbone_session_next_tick(t->h));
 }
 
+/* hbone's zero-copy DATA output: header and payload go straight into the TLS engine. */
+static size_t tun_send_data(void *ctx, const uint8_t *hd, size_t hdlen, const uint8_t *p, size_t n)
+{
+	struct tun *t = ctx;
+	ssize_t w = tls_io_write_more(&t->tls, &t->io, hd, hdlen);
+
+	if (w <= 0)
+		return 0;
+	if ((size_t)w < hdlen)
+		return (size_t)w;
+	w = tls_io_write_more(&t->tls, &t->io, p, n);
+	return hdlen + (w > 0 ? (size_t)w : 0);
+}
+
 static void tun_run(struct tun *t)
 {
-	static _Thread_local uint8_t tmp[16384];
 	bool progress = true;
 
 	if (t->running || t->dead || t->connecting)
@@ -92,6 +105,7 @@ static void tun_run(struct tun *t)
 	t->running = true;
 	for (int rounds = 0; progress && rounds < 64 && !t->dead; rounds++) {
 		int st = tls_io_pump(&t->tls, &t->io);
+		const uint8_t *in;
 		ssize_t n;
 
 		progress = false;
@@ -107,6 +121,7 @@ static void tun_run(struct tun *t)
 				.role = t->server ? HBONE_SERVER : HBONE_CLIENT,
 				.on_event = proxy_tun_event,
 				.ctx = t,
+				.send_data = tun_send_data,
 			};
 			t->h = hbone_session_new(&hc, ev_now(t->w->loop));
 			if (!t->h) {
@@ -118,9 +133,13 @@ static void tun_run(struct tun *t)
 				pool_open_waiting(t);
 			progress = true;
 		}
-		while ((n = tls_io_read(&t->tls, &t->io, tmp, sizeof(tmp))) > 0) {
+		/* Decrypted records go to nghttp2 straight from the TLS engine's buffer. */
+		while ((n = tls_io_read_peek(&t->tls, &t->io, &in)) > 0) {
+			int rc = hbone_session_push(t->h, in, (size_t)n);
+
+			tls_conn_plain_done(&t->tls, (size_t)n);
 			progress = true;
-			if (hbone_session_push(t->h, tmp, (size_t)n) < 0) {
+			if (rc < 0) {
 				tun_close(t, hbone_session_reason(t->h));
 				break;
 			}
@@ -145,13 +164,19 @@ static void tun_run(struct tun *t)
 
 			if (hbone_session_pull(t->h, &out, &len) < 0 || len == 0)
 				break;
-			w = tls_io_write(&t->tls, &t->io, out, len);
+			/* Frames are packed into full TLS records; the last one is sealed below. */
+			w = tls_io_write_more(&t->tls, &t->io, out, len);
 			if (w <= 0) {
 				hbone_session_pull_done(t->h, 0);
 				break;
 			}
 			hbone_session_pull_done(t->h, (size_t)w);
 			progress = true;
+		}
+		if (tls_io_flush(&t->tls, &t->io) < 0) {
+			tun_close(t, tls_conn_reason(&t->tls)[0] ? tls_conn_reason(&t->tls)
+								 : "TLS write failed");
+			break;
 		}
 		if (hbone_session_error(t->h) && !hbone_session_want_write(t->h)) {
 			tun_close(t, hbone_session_reason(t->h));

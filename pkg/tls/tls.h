@@ -357,9 +357,20 @@ int tls_io_pump(struct tls_conn *c, struct ev_io *io);
 unsigned tls_io_interest(const struct tls_conn *c);
 /* Plaintext in: bytes copied (> 0), 0 at a clean close, -E_AGAIN, or -tls_error_class(). */
 ssize_t tls_io_read(struct tls_conn *c, struct ev_io *io, void *p, size_t n);
+/* Like tls_io_read, without the copy: points *p at the decrypted bytes in the engine and returns
+ * how many there are; the caller consumes them with tls_conn_plain_done() before any other call
+ * on the conn. */
+ssize_t tls_io_read_peek(struct tls_conn *c, struct ev_io *io, const uint8_t **p);
 /* Plaintext out, flushed to the socket: bytes accepted (> 0), -E_AGAIN when none could be
  * (call again on EV_WRITE), -E_CLOSED once closed, or -tls_error_class(). */
 ssize_t tls_io_write(struct tls_conn *c, struct ev_io *io, const void *p, size_t n);
+/* Like tls_io_write, but a partly filled record stays in the engine for the next write, so
+ * many small writes fill whole 16 KiB records; full records still go out at once. Follow a
+ * batch with tls_io_flush(). */
+ssize_t tls_io_write_more(struct tls_conn *c, struct ev_io *io, const void *p, size_t n);
+/* Seals a partly filled record and sends what the engine holds: 0 (also when the socket is
+ * full: EV_WRITE resumes it), -E_* on a socket error, -tls_error_class() on a failed conn. */
+int tls_io_flush(struct tls_conn *c, struct ev_io *io);
 /* Sends close_notify: 0 once it is on the wire, -E_AGAIN while it is pending, -E_* on error.
  * Then shutdown(SHUT_WR)/close the socket (waiting for the peer's close_notify is optional). */
 int tls_io_shutdown(struct tls_conn *c, struct ev_io *io);

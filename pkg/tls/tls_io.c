@@ -187,19 +187,17 @@ static ssize_t failed(struct tls_conn *c, struct ev_io *io)
 	return e ? -e : -E_STATE; /* E_STATE: a conn that never started */
 }
 
-ssize_t tls_io_read(struct tls_conn *c, struct ev_io *io, void *p, size_t n)
+ssize_t tls_io_read_peek(struct tls_conn *c, struct ev_io *io, const uint8_t **p)
 {
+	*p = NULL;
 	for (int pass = 0;; pass++) {
 		size_t len;
 		const uint8_t *src = tls_conn_pull_plain(c, &len);
 		int r;
 
 		if (src) {
-			size_t k = MIN(len, n);
-
-			memcpy(p, src, k);
-			tls_conn_plain_done(c, k);
-			return (ssize_t)k;
+			*p = src;
+			return (ssize_t)len;
 		}
 		if (c->st & TLS_ST_ERROR)
 			return failed(c, io);
@@ -215,7 +213,21 @@ ssize_t tls_io_read(struct tls_conn *c, struct ev_io *io, void *p, size_t n)
 	}
 }
 
-ssize_t tls_io_write(struct tls_conn *c, struct ev_io *io, const void *p, size_t n)
+ssize_t tls_io_read(struct tls_conn *c, struct ev_io *io, void *p, size_t n)
+{
+	const uint8_t *src;
+	ssize_t r = tls_io_read_peek(c, io, &src);
+	size_t k;
+
+	if (r <= 0)
+		return r;
+	k = MIN((size_t)r, n);
+	memcpy(p, src, k);
+	tls_conn_plain_done(c, k);
+	return (ssize_t)k;
+}
+
+static ssize_t io_write(struct tls_conn *c, struct ev_io *io, const void *p, size_t n, bool flush)
 {
 	const uint8_t *src = p;
 	size_t done = 0;
@@ -244,11 +256,35 @@ ssize_t tls_io_write(struct tls_conn *c, struct ev_io *io, const void *p, size_t
 		if (r == 0 || !(c->st & TLS_ST_PLAIN_OUT))
 			break;
 	}
-	tls_conn_flush(c);
+	if (flush)
+		tls_conn_flush(c);
 	r = flush_out(c, io);
 	if (r < 0 && !done)
 		return r;
 	return done ? (ssize_t)done : -E_AGAIN;
+}
+
+ssize_t tls_io_write(struct tls_conn *c, struct ev_io *io, const void *p, size_t n)
+{
+	return io_write(c, io, p, n, true);
+}
+
+ssize_t tls_io_write_more(struct tls_conn *c, struct ev_io *io, const void *p, size_t n)
+{
+	return io_write(c, io, p, n, false);
+}
+
+int tls_io_flush(struct tls_conn *c, struct ev_io *io)
+{
+	int r;
+
+	if (c->st & TLS_ST_ERROR)
+		return (int)failed(c, io);
+	if (!(c->st & TLS_ST_DONE) || (c->st & TLS_ST_CLOSED) || c->close_sent)
+		return 0;
+	tls_conn_flush(c);
+	r = flush_out(c, io);
+	return r < 0 ? r : 0;
 }
 
 int tls_io_shutdown(struct tls_conn *c, struct ev_io *io)
