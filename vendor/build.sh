@@ -12,7 +12,7 @@ glibc) CC=gcc; CFLAGS="-O1 -g -fPIC -ffunction-sections -fdata-sections" ;;
 esac
 out="$here/out/$flavour"
 src="$here/src"
-pinsum=$(sha256sum "$here/VERSIONS" "$here/build.sh" | sha256sum | cut -c1-16)
+pinsum=$(cat "$here/VERSIONS" "$here/build.sh" | sha256sum | cut -c1-16)
 stamp="$out/.built-$pinsum"
 [ -e "$stamp" ] && exit 0
 "$here/fetch.sh"
