@@ -75,7 +75,7 @@ else
 	echo "== end-to-end tests of the ASan/UBSan binary (runtime scenarios)"
 	export AMBIENT_BIN="$PWD/build/san/ambient"
 	pytest_counted e2e-san tests/e2e/test_server.py tests/e2e/test_ca.py tests/e2e/test_ztunnel.py \
-		tests/e2e/test_ztunnel_paths.py tests/e2e/test_ztunnel_features.py \
+		tests/e2e/test_ztunnel_paths.py tests/e2e/test_ztunnel_features.py tests/e2e/test_ztunnel_waypoint.py \
 		tests/e2e/test_ztunnel_more.py tests/e2e/test_ztunnel_srcip.py
 	unset AMBIENT_BIN
 fi

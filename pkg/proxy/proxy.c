@@ -739,7 +739,8 @@ void proxy_outbound_dispatch(struct flow *f)
 	struct proxy *p = f->w->p;
 	struct proxy_snap *snap = f->snap;
 
-	proxy_decide_outbound(snap->c, &f->dst, rand_below(UINT32_MAX), p->o.hbone_port, &f->route);
+	proxy_decide_outbound(snap->c, f->src_wl, &f->dst, rand_below(UINT32_MAX), p->o.hbone_port,
+			      &f->route);
 	f->dst_wl = f->route.dst;
 	f->svc = f->route.svc;
 	switch (f->route.kind) {
@@ -756,7 +757,7 @@ void proxy_outbound_dispatch(struct flow *f)
 	f->mtls = true;
 	f->src_identity = f->src_wl->identity;
 	snprintf(f->src_id, sizeof(f->src_id), "%s", f->src_identity);
-	f->dst_id = f->dst_wl->identity;
+	f->dst_id = f->route.waypoint ? f->route.waypoint->identity : f->dst_wl->identity;
 	snprintf(f->hbone_addr, sizeof(f->hbone_addr), "%s", f->route.authority);
 	f->dst = f->route.target;
 	pool_outbound(f);

@@ -23,7 +23,9 @@
  * - outbound HBONE streams share pooled TLS + HTTP/2 connections per worker, keyed by (source
  *   identity, destination identity, source IP, destination ip:15008); past 100 streams a new
  *   connection opens; one idle for pool_idle_ms is closed;
- * - waypoints and network gateways are not implemented: a destination that needs one fails;
+ * - waypoints: a service VIP whose service has one, or a workload with one (unless the source is
+ *   that waypoint), goes over HBONE to a waypoint workload with :authority = the original
+ *   destination; network gateways are not implemented: a destination that needs one fails;
  * - authorization runs at setup and again for every open inbound connection at each config
  *   change (newly denied ones are closed);
  * - a TLS config is built per HBONE connection from the current certificate.
@@ -91,13 +93,19 @@ struct proxy_route {
 	char authority[HBONE_AUTHORITY_MAX + 1]; /* HBONE: "ip:targetPort" */
 	const struct config_workload *dst;	 /* destination workload, if known */
 	const struct config_service *svc;	 /* when the original dst was a service VIP */
+	const struct config_workload *waypoint;	 /* HBONE via this waypoint (its identity) */
 	const char *reason;			 /* PROXY_ROUTE_FAIL: static text */
 };
 
-/* The outbound decision for a connection to orig (DESIGN §2 order, without waypoints). rnd picks
+/* The outbound decision for a connection from src (the served source workload, may be NULL) to
+ * orig, DESIGN §2 order: a service VIP whose service has a waypoint -> that waypoint; else an
+ * endpoint; a workload with a waypoint -> that waypoint unless src is one of its members. Via a
+ * waypoint: HBONE to a usable waypoint workload at the waypoint's hboneMtlsPort (else hbone_port),
+ * :authority = orig, route.waypoint set (route.dst: the workload when orig was one). rnd picks
  * the endpoint (weighted by capacity among healthy endpoints). */
-void proxy_decide_outbound(const struct config *c, const struct net_addr *orig, uint64_t rnd,
-			   uint16_t hbone_port, struct proxy_route *r);
+void proxy_decide_outbound(const struct config *c, const struct config_workload *src,
+			   const struct net_addr *orig, uint64_t rnd, uint16_t hbone_port,
+			   struct proxy_route *r);
 /* Picks an endpoint of svc for service port `port`: healthy ones (all with AllowAll) weighted by
  * capacity, rnd % total weight. Sets *target_port (service targetPort, else the endpoint's own
  * mapping, else port). NULL when none is usable. */

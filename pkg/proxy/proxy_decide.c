@@ -136,6 +136,91 @@ static const struct config_ip *workload_ip(const struct config_workload *w, int 
 	return &w->workload_ips[0];
 }
 
+/* The members of a waypoint: the endpoints of its service (hostname form, or an address that is a
+ * service VIP), else the one workload at its address. */
+static const struct config_service *gateway_service(const struct config *c,
+						    const struct config_gateway *gw)
+{
+	const struct config_gateway_dest *d = &gw->destination;
+
+	if (d->kind == CONFIG_GATEWAY_HOSTNAME)
+		return config_service_by_key(c, d->namespace ? d->namespace : "",
+					     d->hostname ? d->hostname : "");
+	return config_service_by_vip(c, d->address.network ? d->address.network : "",
+				     &d->address.ip);
+}
+
+static bool gateway_has_member(const struct config *c, const struct config_gateway *gw,
+			       const struct config_workload *w)
+{
+	const struct config_service *svc;
+	const struct config_gateway_dest *d = &gw->destination;
+
+	if (!w)
+		return false;
+	svc = gateway_service(c, gw);
+	if (svc) {
+		for (size_t i = 0; i < svc->n_endpoints; i++)
+			if (svc->endpoints[i].workload == w)
+				return true;
+		return false;
+	}
+	if (d->kind == CONFIG_GATEWAY_HOSTNAME)
+		return false;
+	return config_workload_by_ip(c, d->address.network ? d->address.network : "",
+				     &d->address.ip) == w;
+}
+
+/* HBONE to a waypoint: a usable endpoint of its service (weighted by capacity) or the workload
+ * at its address; :authority is the original destination, the server identity the waypoint's. */
+static void route_to_waypoint(struct proxy_route *r, const struct config *c,
+			      const struct config_gateway *gw, const struct net_addr *orig,
+			      uint64_t rnd, uint16_t hbone_port)
+{
+	const struct config_gateway_dest *d = &gw->destination;
+	const struct config_service *svc = gateway_service(c, gw);
+	const struct config_workload *wp = NULL;
+	struct net_ip nip;
+
+	if (svc) {
+		uint64_t total = 0, pick;
+
+		for (size_t i = 0; i < svc->n_endpoints; i++)
+			if (endpoint_usable(svc, &svc->endpoints[i]))
+				total += endpoint_weight(&svc->endpoints[i]);
+		pick = total ? rnd % total : 0;
+		for (size_t i = 0; i < svc->n_endpoints && total && !wp; i++) {
+			const struct config_endpoint *e = &svc->endpoints[i];
+
+			if (!endpoint_usable(svc, e))
+				continue;
+			if (pick < endpoint_weight(e))
+				wp = e->workload;
+			else
+				pick -= endpoint_weight(e);
+		}
+		if (!wp) {
+			r->kind = PROXY_ROUTE_FAIL;
+			r->reason = "waypoint has no healthy endpoint";
+			return;
+		}
+	} else if (d->kind == CONFIG_GATEWAY_ADDRESS) {
+		wp = config_workload_by_ip(c, d->address.network ? d->address.network : "",
+					   &d->address.ip);
+	}
+	if (!wp || wp->n_workload_ips == 0) {
+		r->kind = PROXY_ROUTE_FAIL;
+		r->reason = "waypoint not found (unknown waypoint)";
+		return;
+	}
+	net_addr_ip(orig, &nip);
+	r->kind = PROXY_ROUTE_HBONE;
+	r->waypoint = wp;
+	proxy_authority(orig, r->authority, sizeof(r->authority));
+	proxy_ip_to_net(&nip, workload_ip(wp, nip.family));
+	net_addr_from_ip(&r->target, &nip, gw->hbone_mtls_port ? gw->hbone_mtls_port : hbone_port);
+}
+
 static void route_to_workload(struct proxy_route *r, const struct config_workload *w,
 			      const struct config_ip *ip, uint16_t port, uint16_t hbone_port)
 {
@@ -145,11 +230,6 @@ static void route_to_workload(struct proxy_route *r, const struct config_workloa
 	proxy_ip_to_net(&nip, ip);
 	net_addr_from_ip(&app, &nip, port);
 	r->dst = w;
-	if (w->waypoint.present) {
-		r->kind = PROXY_ROUTE_FAIL;
-		r->reason = "destination uses a waypoint (not implemented yet)";
-		return;
-	}
 	if (w->protocol == CONFIG_PROTOCOL_HBONE) {
 		r->kind = PROXY_ROUTE_HBONE;
 		proxy_authority(&app, r->authority, sizeof(r->authority));
@@ -160,8 +240,9 @@ static void route_to_workload(struct proxy_route *r, const struct config_workloa
 	}
 }
 
-void proxy_decide_outbound(const struct config *c, const struct net_addr *orig, uint64_t rnd,
-			   uint16_t hbone_port, struct proxy_route *r)
+void proxy_decide_outbound(const struct config *c, const struct config_workload *src,
+			   const struct net_addr *orig, uint64_t rnd, uint16_t hbone_port,
+			   struct proxy_route *r)
 {
 	struct net_ip nip;
 	struct config_ip ip;
@@ -178,9 +259,8 @@ void proxy_decide_outbound(const struct config *c, const struct net_addr *orig, 
 		uint16_t tport = 0;
 
 		r->svc = svc;
-		if (svc->waypoint.present) {
-			r->kind = PROXY_ROUTE_FAIL;
-			r->reason = "service uses a waypoint (not implemented yet)";
+		if (svc->waypoint.present && !gateway_has_member(c, &svc->waypoint, src)) {
+			route_to_waypoint(r, c, &svc->waypoint, orig, rnd, hbone_port);
 			return;
 		}
 		e = proxy_pick_endpoint(svc, port, rnd, &tport);
@@ -195,6 +275,11 @@ void proxy_decide_outbound(const struct config *c, const struct net_addr *orig, 
 	}
 	w = c ? config_workload_by_ip(c, "", &ip) : NULL;
 	if (w) {
+		if (w->waypoint.present && !gateway_has_member(c, &w->waypoint, src)) {
+			r->dst = w;
+			route_to_waypoint(r, c, &w->waypoint, orig, rnd, hbone_port);
+			return;
+		}
 		route_to_workload(r, w, &ip, port, hbone_port);
 		return;
 	}
