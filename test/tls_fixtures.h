@@ -2,6 +2,10 @@
 #ifndef AMBIENT_TEST_TLS_FIXTURES_H
 #define AMBIENT_TEST_TLS_FIXTURES_H
 
+#include "pkg/x509/x509.h"
+
+#include <string.h>
+
 /* P-256, valid until 2126: a root, an unrelated root, and leaves signed by the root for
  * "localhost, 127.0.0.1, ::1" (SRV1), "elsewhere.test, 127.0.0.2" (SRV2) and no SAN at all
  * (SRV3). All three leaves share PEM_SRV_KEY. Test-only material: never used outside tests. */
@@ -70,5 +74,19 @@ static const char PEM_SRV_KEY[] =
 	"nIWf+CAQbQhqpwcktR3R9US7WIKhRANCAARjRBPrSJBx6oPcwdHiY0ONj1DwSfgD\n"
 	"ycwPU+WOsDo+Tr/Wd2DM80vfHTZAPxGcpM1sypbFgFF/HrHzG/NmGS0Z\n"
 	"-----END PRIVATE KEY-----\n";
+
+/* DER of the first PEM block in pem (copied into out); 0 on failure or if it does not fit. */
+static inline size_t pem_der(const char *pem, uint8_t *out, size_t cap)
+{
+	struct x509_pem_list l = {0};
+	size_t n = 0;
+
+	if (x509_pem_parse(pem, strlen(pem), &l, NULL) == 0 && l.n > 0 && l.v[0].len <= cap) {
+		memcpy(out, l.v[0].der, l.v[0].len);
+		n = l.v[0].len;
+	}
+	x509_pem_list_fini(&l);
+	return n;
+}
 
 #endif

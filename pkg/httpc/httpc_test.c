@@ -32,47 +32,6 @@ static void write_file(const char *path, const char *text)
 		close(fd);
 }
 
-struct der_acc {
-	uint8_t *p;
-	size_t n, cap;
-};
-
-static void der_acc_add(void *ctx, const void *p, size_t n)
-{
-	struct der_acc *a = ctx;
-
-	if (n > a->cap - a->n) {
-		a->n = a->cap + 1;
-		return;
-	}
-	memcpy(a->p + a->n, p, n);
-	a->n += n;
-}
-
-static size_t pem_der(const char *pem, uint8_t *out, size_t cap)
-{
-	br_pem_decoder_context pc;
-	struct der_acc acc = {out, 0, cap};
-	const char *p = pem;
-	size_t left = strlen(pem);
-
-	br_pem_decoder_init(&pc);
-	while (left) {
-		size_t k = br_pem_decoder_push(&pc, p, left);
-		int ev = br_pem_decoder_event(&pc);
-
-		p += k;
-		left -= k;
-		if (ev == BR_PEM_BEGIN_OBJ)
-			br_pem_decoder_setdest(&pc, der_acc_add, &acc);
-		else if (ev == BR_PEM_END_OBJ)
-			return acc.n <= cap ? acc.n : 0;
-		else if (ev == BR_PEM_ERROR)
-			return 0;
-	}
-	return 0;
-}
-
 /* ---- a one-connection-at-a-time test server ---------------------------------------------- */
 
 struct tsrv {

@@ -481,49 +481,6 @@ TEST(file_watch_configmap_symlink_swap)
 /* ---- a tiny HTTP(S) server on 127.0.0.1:0 ------------------------------------------------------
  */
 
-struct der_acc {
-	uint8_t *p;
-	size_t n;
-	size_t cap;
-};
-
-static void der_acc_add(void *ctx, const void *p, size_t n)
-{
-	struct der_acc *a = ctx;
-
-	if (n > a->cap - a->n) {
-		a->n = a->cap + 1; /* overflow marker */
-		return;
-	}
-	memcpy(a->p + a->n, p, n);
-	a->n += n;
-}
-
-/* DER of the first PEM object in pem; 0 on failure. */
-static size_t pem_der(const char *pem, uint8_t *out, size_t cap)
-{
-	br_pem_decoder_context pc;
-	struct der_acc acc = {out, 0, cap};
-	const char *p = pem;
-	size_t left = strlen(pem);
-
-	br_pem_decoder_init(&pc);
-	while (left) {
-		size_t k = br_pem_decoder_push(&pc, p, left);
-		int ev = br_pem_decoder_event(&pc);
-
-		p += k;
-		left -= k;
-		if (ev == BR_PEM_BEGIN_OBJ)
-			br_pem_decoder_setdest(&pc, der_acc_add, &acc);
-		else if (ev == BR_PEM_END_OBJ)
-			return acc.n <= cap ? acc.n : 0;
-		else if (ev == BR_PEM_ERROR)
-			return 0;
-	}
-	return 0;
-}
-
 struct tsrv {
 	int lfd;
 	int port;
