@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, wait_for
+from conftest import BIN, stop_all, wait_for
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("curl"),
@@ -135,17 +135,7 @@ def nodes(netns, tmp_path):
                                check=False).returncode == 0, what="app up")
         yield {"a": a, "b": b, "za": za, "zb": zb, "path": path, "www": www}
     finally:
-        problems = []
-        for p in started:
-            alive = p.alive()
-            rc = p.stop()
-            if alive and rc != 0 and p is not app:
-                problems.append(f"{p.log_path}: exit {rc} after SIGTERM")
-            log = p.logtext()
-            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-                if marker in log:
-                    problems.append(f"{p.log_path}: {marker}\n{log[-3000:]}")
-        assert not problems, "\n".join(problems)
+        stop_all(started, lambda p: p is not app)
 
 
 def test_ztunnel_hbone_end_to_end(nodes, tmp_path):

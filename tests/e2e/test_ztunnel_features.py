@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import BIN, wait_for
+from conftest import BIN, stop_all, wait_for
 from test_ztunnel import CLIENT_ID, NsProc, ns_curl, nsrun, write_atomic
 
 pytestmark = pytest.mark.skipif(
@@ -164,16 +164,7 @@ def make_nodes(netns, tmp_path):
     try:
         yield make
     finally:
-        problems = []
-        for p in reversed(started):
-            rc = p.stop()
-            if p.p.args[4:5] == [BIN] and rc not in (0, None):
-                problems.append(f"{p.log_path}: exit {rc}")
-            log = p.logtext()
-            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-                if marker in log:
-                    problems.append(f"{p.log_path}: {marker}\n{log[-3000:]}")
-        assert not problems, "\n".join(problems)
+        stop_all(reversed(started), lambda p: p.p.args[4:5] == [BIN], only_if_running=False)
 
 
 def pinger(n, name):

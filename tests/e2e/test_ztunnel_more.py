@@ -19,7 +19,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, wait_for
+from conftest import BIN, stop_all, wait_for
 from test_ztunnel import CLIENT_ID, SERVER_ID, NsProc, ns_curl, nsrun, write_atomic
 
 pytestmark = pytest.mark.skipif(
@@ -102,17 +102,7 @@ def env(netns, tmp_path):
         yield {"a": a, "b": b, "cadir": cadir, "tokens": tokens, "path": path,
                "tmp": tmp_path, "start": start, "app": app}
     finally:
-        problems = []
-        for p in started:
-            alive = p.alive()
-            rc = p.stop()
-            if alive and rc != 0 and p not in others:
-                problems.append(f"{p.log_path}: exit {rc} after SIGTERM")
-            log = p.logtext()
-            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-                if marker in log:
-                    problems.append(f"{p.log_path}: {marker}\n{log[-3000:]}")
-        assert not problems, "\n".join(problems)
+        stop_all(started, lambda p: p not in others)
 
 
 def ready(ns, p, port=15021):

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import BIN, wait_for
+from conftest import BIN, stop_all, wait_for
 from test_ztunnel import CLIENT_ID, SERVER_ID, NsProc, ns_curl, nsrun, write_atomic
 
 pytestmark = pytest.mark.skipif(
@@ -135,17 +135,7 @@ def paths(netns, tmp_path):
         yield {"a": a, "b": b, "za": za, "zb": zb, "path": path, "cadir": cadir,
                "tmp": tmp_path, "tool": tool, "zt": zt, "started": started}
     finally:
-        problems = []
-        for p in started:
-            alive = p.alive()
-            rc = p.stop()
-            if alive and rc != 0 and p not in apps:
-                problems.append(f"{p.log_path}: exit {rc} after SIGTERM")
-            log = p.logtext()
-            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-                if marker in log:
-                    problems.append(f"{p.log_path}: {marker}\n{log[-3000:]}")
-        assert not problems, "\n".join(problems)
+        stop_all(started, lambda p: p not in apps)
 
 
 def reload(n, doc, proc):

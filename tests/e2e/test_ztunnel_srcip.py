@@ -31,7 +31,7 @@ import time
 
 import pytest
 
-from conftest import BIN, wait_for
+from conftest import BIN, stop_all, wait_for
 from test_ztunnel import CLIENT_ID, NsProc, ns_curl, nsrun, write_atomic
 from test_ztunnel_paths import SAN, TOOL, mesh, nft, py, veth
 import ztunnel_tool
@@ -111,17 +111,7 @@ def srcip(netns, tmp_path):
                                check=False).returncode == 0, what="app up")
         yield {"a": a, "b": b, "za": za, "zb": zb, "app": app, "tmp": tmp_path}
     finally:
-        problems = []
-        for p in started:
-            alive = p.alive()
-            rc = p.stop()
-            if alive and rc != 0 and p not in apps:
-                problems.append(f"{p.log_path}: exit {rc} after SIGTERM")
-            log = p.logtext()
-            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-                if marker in log:
-                    problems.append(f"{p.log_path}: {marker}\n{log[-3000:]}")
-        assert not problems, "\n".join(problems)
+        stop_all(started, lambda p: p not in apps)
 
 
 def inbound_completes(zb):

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, wait_for
+from conftest import BIN, stop_all, wait_for
 from test_ztunnel import CLIENT_ID, NsProc, ns_curl, nsrun, write_atomic
 
 pytestmark = pytest.mark.skipif(
@@ -118,17 +118,7 @@ def wpnodes(netns, tmp_path):
                                check=False).returncode == 0, what="app up")
         yield {"a": a, "w": w, "za": za, "zw": zw}
     finally:
-        problems = []
-        for p in started:
-            alive = p.alive()
-            rc = p.stop()
-            if alive and rc != 0 and "ztunnel" in os.path.basename(p.log_path):
-                problems.append(f"{p.log_path}: exit {rc} after SIGTERM")
-            log = p.logtext()
-            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-                if marker in log:
-                    problems.append(f"{p.log_path}: {marker}\n{log[-3000:]}")
-        assert not problems, "\n".join(problems)
+        stop_all(started, lambda p: "ztunnel" in os.path.basename(p.log_path))
 
 
 def client_curl(ns, url, timeout=20):
