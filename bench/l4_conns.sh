@@ -67,29 +67,8 @@ table ip t {
 NFT
 ip netns exec "$C" nft -f "$T/capture.nft"
 
-q() { openssl "$@" >/dev/null 2>&1 || die "openssl $*"; }
-q ecparam -name prime256v1 -genkey -noout -out "$T/ca.key"
-q req -x509 -new -key "$T/ca.key" -subj "/CN=l4 conns root" -days 2 \
-	-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" -out "$T/ca.pem"
-for who in server client; do
-	q ecparam -name prime256v1 -genkey -noout -out "$T/$who.key"
-	q req -new -key "$T/$who.key" -subj "/CN=$who" -out "$T/$who.csr"
-	printf 'subjectAltName=IP:10.79.0.3\nextendedKeyUsage=serverAuth,clientAuth\n' >"$T/$who.ext"
-	q x509 -req -in "$T/$who.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial -days 2 \
-		-extfile "$T/$who.ext" -out "$T/$who.crt"
-	cat "$T/$who.crt" "$T/$who.key" >"$T/$who.pem"
-done
-CIPHER=ECDHE-ECDSA-AES128-GCM-SHA256
-
-"$AMBIENT" ca init --trust-domain cluster.local --dir "$T/amb-ca" >/dev/null
-cat >"$T/mesh.json" <<'JSON'
-{"workloads": [
- {"uid": "client", "name": "client", "namespace": "client", "serviceAccount": "client",
-  "workloadIps": ["10.79.0.1"], "protocol": "HBONE"},
- {"uid": "server", "name": "server", "namespace": "server", "serviceAccount": "server",
-  "workloadIps": ["10.79.0.2"], "protocol": "HBONE"}]}
-JSON
-ZT="ztunnel --mesh-config $T/mesh.json --ca-dir $T/amb-ca --admin 127.0.0.1:15000 --metrics 127.0.0.1:15020 --ready 127.0.0.1:15021 --log-level warn"
+# Peer certificates, ambient CA dir, mesh config and $ZT (bench/lib.sh).
+l4_setup_pki 10.79.0
 
 cat >"$T/stunnel-c.conf" <<EOF
 foreground = yes

@@ -145,3 +145,35 @@ median() {
 kv() {
 	echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }'
 }
+
+# L4 benchmarks' shared set-up in $T for subnet $1 (e.g. 10.78.0): client .1 and server .2 are
+# mesh workloads, .3 is the server address outside the mesh. Writes the stunnel/haproxy P-256
+# root and client/server leaves ($T/{ca,server,client}.{pem,crt,key}), sets CIPHER, creates the
+# ambient CA dir $T/amb-ca and $T/mesh.json, and sets ZT to the ztunnel arguments.
+l4_setup_pki() {
+	net=$1
+	q() { openssl "$@" >/dev/null 2>&1 || die "openssl $*"; }
+	q ecparam -name prime256v1 -genkey -noout -out "$T/ca.key"
+	q req -x509 -new -key "$T/ca.key" -subj "/CN=l4 bench root" -days 2 \
+		-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
+		-out "$T/ca.pem"
+	for who in server client; do
+		q ecparam -name prime256v1 -genkey -noout -out "$T/$who.key"
+		q req -new -key "$T/$who.key" -subj "/CN=$who" -out "$T/$who.csr"
+		printf 'subjectAltName=IP:%s.3\nextendedKeyUsage=serverAuth,clientAuth\n' "$net" \
+			>"$T/$who.ext"
+		q x509 -req -in "$T/$who.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
+			-days 2 -extfile "$T/$who.ext" -out "$T/$who.crt"
+		cat "$T/$who.crt" "$T/$who.key" >"$T/$who.pem"
+	done
+	CIPHER=ECDHE-ECDSA-AES128-GCM-SHA256
+	"$AMBIENT" ca init --trust-domain cluster.local --dir "$T/amb-ca" >/dev/null
+	cat >"$T/mesh.json" <<JSON
+{"workloads": [
+ {"uid": "client", "name": "client", "namespace": "client", "serviceAccount": "client",
+  "workloadIps": ["$net.1"], "protocol": "HBONE"},
+ {"uid": "server", "name": "server", "namespace": "server", "serviceAccount": "server",
+  "workloadIps": ["$net.2"], "protocol": "HBONE"}]}
+JSON
+	ZT="ztunnel --mesh-config $T/mesh.json --ca-dir $T/amb-ca --admin 127.0.0.1:15000 --metrics 127.0.0.1:15020 --ready 127.0.0.1:15021 --log-level warn"
+}
