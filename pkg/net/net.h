@@ -102,6 +102,10 @@ struct net_listen_opts {
 	bool v6only;	  /* [::] accepts IPv6 only (default: IPv4 too) */
 	bool transparent; /* IP_TRANSPARENT: accept for non-local addresses (TPROXY) */
 	uint32_t mark;	  /* SO_MARK on the listener (0: none) */
+	/* With in_netns: the socket is made inside that network namespace (an fd of
+	 * /proc/PID/ns/net or /var/run/netns/X) and stays there; see net_netns_socket(). */
+	bool in_netns;
+	int netns_fd;
 };
 
 /* A non-blocking, close-on-exec, SO_REUSEADDR listening TCP socket. opts may be NULL.
@@ -117,6 +121,8 @@ struct net_connect_opts {
 	const struct net_addr *local; /* bind to this source first (port 0: kernel picks late) */
 	bool transparent;	      /* IP_TRANSPARENT, to bind a non-local source address */
 	bool nodelay;		      /* TCP_NODELAY */
+	bool in_netns;		      /* make the socket inside netns_fd (as for listeners) */
+	int netns_fd;
 };
 
 #define NET_INPROGRESS 1
@@ -150,6 +156,21 @@ int net_sock_peer(int fd, struct net_addr *a);
 int net_sock_original_dst(int fd, struct net_addr *a, struct errbuf *eb);
 /* Closes with SO_LINGER 0 so the peer sees a RST (to propagate a reset through the proxy). */
 void net_sock_abort(int fd);
+
+/* ---- network namespaces ------------------------------------------------------------------------
+ * A socket belongs to the netns its creating thread was in when it called socket(), for life.
+ * These switch only the calling thread (setns(CLONE_NEWNET)), then switch back to the netns the
+ * process started in; they need CAP_SYS_ADMIN. */
+
+/* socket() inside the netns of ns_fd (ns_fd < 0: here). CLOEXEC is added. Returns the fd or
+ * -E_* ("setns into the workload netns: operation not permitted"). */
+int net_netns_socket(int ns_fd, int domain, int type, int proto, struct errbuf *eb);
+/* Runs fn(arg) with the calling thread inside ns_fd's netns and returns its result; -E_* if
+ * entering failed. Switching back cannot fail in practice: if it does the process aborts rather
+ * than go on in the wrong namespace. */
+int net_netns_run(int ns_fd, int (*fn)(void *arg), void *arg, struct errbuf *eb);
+/* The inode of a netns fd (st_ino of fstat), to tell namespaces apart; 0 on error. */
+uint64_t net_netns_inode(int ns_fd);
 
 /* ---- listener on a loop ----------------------------------------------------------------------
  * Accepts up to `batch` connections per loop iteration (fair to established connections) and,

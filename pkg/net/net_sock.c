@@ -25,6 +25,19 @@
 #define IPV6_TRANSPARENT 75
 #endif
 
+/* A non-blocking TCP socket, here (-1 with errno when socket() fails) or inside ns_fd's netns
+ * (-E_NETNS with eb set on any failure). */
+#define E_NETNS 1000
+static int stream_socket(int family, int ns_fd, struct errbuf *eb)
+{
+	int fd;
+
+	if (ns_fd < 0)
+		return socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+	fd = net_netns_socket(ns_fd, family, SOCK_STREAM | SOCK_NONBLOCK, IPPROTO_TCP, eb);
+	return fd >= 0 ? fd : -E_NETNS;
+}
+
 int net_err_from_errno(int e)
 {
 	switch (e) {
@@ -247,7 +260,11 @@ int net_listen(const struct net_addr *a, const struct net_listen_opts *opts, str
 
 	if (a->len == 0)
 		return errbuf_set(eb, E_INVAL, "listen: no address");
-	fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+	fd = stream_socket(a->sa.sa_family, o->in_netns ? o->netns_fd : -1, eb);
+	if (fd == -E_NETNS) {
+		errbuf_prefix(eb, "listen in the workload netns");
+		return -E_IO;
+	}
 	if (fd < 0 && errno == EAFNOSUPPORT && is_v6_any(a) && !o->v6only) {
 		/* Kernel without IPv6: "all interfaces" can still mean all IPv4 interfaces. */
 		memset(&v4any, 0, sizeof(v4any));
@@ -255,7 +272,7 @@ int net_listen(const struct net_addr *a, const struct net_listen_opts *opts, str
 		v4any.sin.sin_port = a->sin6.sin6_port;
 		v4any.len = sizeof(v4any.sin);
 		a = &v4any;
-		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+		fd = stream_socket(AF_INET, o->in_netns ? o->netns_fd : -1, eb);
 	}
 	if (fd < 0)
 		return sys_fail(eb, errno, "listen", a, "socket");
@@ -358,7 +375,11 @@ int net_connect_start(const struct net_addr *dst, const struct net_connect_opts 
 	*fdp = -1;
 	if (dst->len == 0)
 		return errbuf_set(eb, E_INVAL, "connect: no address");
-	fd = socket(dst->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+	fd = stream_socket(dst->sa.sa_family, o->in_netns ? o->netns_fd : -1, eb);
+	if (fd == -E_NETNS) {
+		errbuf_prefix(eb, "connect from the workload netns");
+		return -E_IO;
+	}
 	if (fd < 0)
 		return sys_fail(eb, errno, "connect", dst, "socket");
 	rc = connect_opts_apply(fd, dst, o, eb);
