@@ -4,6 +4,7 @@
 #include "cmd/server.h"
 #include "pkg/admin/admin.h"
 #include "pkg/identity/identity.h"
+#include "pkg/inpod/inpod.h"
 #include "pkg/json/json.h"
 #include "pkg/proxy/proxy.h"
 #include "pkg/watch/watch.h"
@@ -12,6 +13,8 @@
 
 struct zt {
 	const char *ca_dir, *ca_url;
+	const char *mode, *zds_socket;
+	bool shared;
 	struct flag_list workloads;
 	int inbound_port, outbound_port, hbone_port, socks5_port, max_connections;
 	uint64_t pool_idle_ms;
@@ -29,6 +32,14 @@ static int zt_check(void *ctx, const struct server_settings *set, struct errbuf 
 {
 	struct zt *z = ctx;
 
+	if (strcmp(z->mode, "dedicated") != 0 && strcmp(z->mode, "shared") != 0)
+		return errbuf_set(eb, E_INVAL, "--mode must be dedicated or shared, not \"%s\"",
+				  z->mode);
+	z->shared = strcmp(z->mode, "shared") == 0;
+	if (z->shared && z->workloads.n > 0)
+		return errbuf_set(eb, E_INVAL,
+				  "--workload is for dedicated mode; in shared mode the node agent "
+				  "enrolls workloads");
 	if (z->ca_dir && z->ca_url)
 		return errbuf_set(eb, E_INVAL,
 				  "ztunnel takes one certificate source: --ca-dir DIR, or "
@@ -88,6 +99,9 @@ static int zt_start(struct server *srv, void *ctx, struct errbuf *eb)
 		.socks5_port = (uint16_t)z->socks5_port,
 		.pool_idle_ms = z->pool_idle_ms,
 		.max_connections = (size_t)z->max_connections,
+		.shared = z->shared,
+		.node = set->node,
+		.workers = (unsigned)set->workers,
 	};
 	struct config *c;
 
@@ -104,6 +118,8 @@ static int zt_start(struct server *srv, void *ctx, struct errbuf *eb)
 	if (!z->proxy)
 		return -E_INVAL;
 	admin_route(server_admin(srv), "/connections", ADMIN_GET, h_connections, z);
+	if (z->shared && proxy_zds_start(z->proxy, z->zds_socket, eb) < 0)
+		return -E_INVAL;
 	c = watch_current(server_watch(srv));
 	if (c) {
 		proxy_set_config(z->proxy, c);
@@ -201,13 +217,21 @@ static void zt_dump(struct server *srv, void *ctx, struct json_writer *w)
 
 int cmd_ztunnel(int argc, char **argv)
 {
-	static struct zt z = {.inbound_port = 15006,
+	static struct zt z = {.mode = "dedicated",
+			      .zds_socket = INPOD_DEFAULT_PATH,
+			      .inbound_port = 15006,
 			      .outbound_port = 15001,
 			      .hbone_port = 15008,
 			      .socks5_port = 15080,
 			      .max_connections = 100000,
 			      .pool_idle_ms = 5 * 60 * 1000};
 	static const struct flag flags[] = {
+		{"mode", FLAG_STR, &z.mode,
+		 "dedicated (serve this netns's workloads) or shared (one per node: workloads "
+		 "enrolled by the node agent, listeners in each workload's netns)",
+		 "MODE"},
+		{"zds-socket", FLAG_STR, &z.zds_socket,
+		 "shared mode: the node agent's ZDS socket (" INPOD_DEFAULT_PATH ")", "PATH"},
 		{"ca-dir", FLAG_STR, &z.ca_dir,
 		 "sign workload certificates locally from this CA "
 		 "directory",

@@ -352,7 +352,9 @@ static void on_reap(struct ev_loop *loop, struct ev_timer *t)
 	(void)loop;
 	if (atomic_load(&f->post_pending))
 		return; /* the identity post frees it */
+	socks_dns_cancel(f);
 	proxy_snap_put(f->snap);
+	proxy_pod_put(f->pod);
 	free(f->socks);
 	buf_fini(&f->early);
 	atomic_fetch_sub(&f->w->p->n_flows, 1);
@@ -466,6 +468,10 @@ static void flow_connect(struct flow *f, const struct net_addr *addr, const stru
 	struct errbuf eb = {0};
 	int fd = -1, rc = -1;
 
+	if (f->pod) {
+		co.in_netns = true;
+		co.netns_fd = f->pod->netns_fd;
+	}
 	f->dst = *addr;
 	if (src) {
 		struct net_addr local = *src;
@@ -575,7 +581,9 @@ static void inbound_request(struct tun *t, const struct hbone_event *ev)
 	net_addr_ip(&rq->addr, &nip);
 	proxy_ip_from_net(&ip, &nip);
 	f->dst_wl = config_workload_by_ip(snap->c, "", &ip);
-	if (!f->dst_wl || !proxy_snap_serves(snap, f->dst_wl)) {
+	f->pod = proxy_pod_ref(t->pod);
+	if (!f->dst_wl || !proxy_snap_serves(snap, f->dst_wl) ||
+	    (f->pod && proxy_snap_pod_workload(snap, f->pod) != f->dst_wl)) {
 		flow_fail(f, "BAD", "authority %s is not a workload served here", f->hbone_addr);
 		return;
 	}
@@ -594,7 +602,42 @@ static void inbound_request(struct tun *t, const struct hbone_event *ev)
 		flow_fail(f, "DENY", "authorization: %s", reason);
 		return;
 	}
-	flow_connect(f, &rq->addr, p->o.preserve_source ? &t->peer : NULL);
+	flow_connect(f, &rq->addr, p->o.preserve_source || f->pod ? &t->peer : NULL);
+}
+
+/* e leaves its tunnel's stream list (the stream is over). */
+static void end_detach(struct tun *t, struct end *e)
+{
+	if (e->tprev)
+		e->tprev->tnext = e->tnext;
+	else
+		t->ends = e->tnext;
+	if (e->tnext)
+		e->tnext->tprev = e->tprev;
+	e->tnext = e->tprev = NULL;
+	if (t->h && e->sid > 0) /* later events of that stream are not for e any more */
+		hbone_stream_set_user(t->h, e->sid, NULL);
+	e->sid = 0;
+	e->t = NULL;
+	tun_end_gone(t);
+}
+
+/* An outbound stream the server refused without processing it (REFUSED_STREAM: it sent GOAWAY
+ * below our stream, e.g. a ztunnel draining for an upgrade) is safe to retry once, on another
+ * connection: the pool skips one that got GOAWAY. */
+static bool retry_refused(struct tun *t, struct end *e, uint32_t code)
+{
+	struct flow *f = e->f;
+
+	if (code != HBONE_REFUSED_STREAM || f->kind != FLOW_OUTBOUND || f->established ||
+	    f->retried || e != &f->e[1])
+		return false;
+	f->retried = true;
+	log_debug("proxy: HBONE stream refused (peer draining); retrying on a new connection",
+		  LF_STR("dst.hbone_addr", f->hbone_addr));
+	end_detach(t, e);
+	pool_outbound(f);
+	return true;
 }
 
 void proxy_tun_event(void *ctx, struct hbone_session *s, const struct hbone_event *ev)
@@ -654,10 +697,14 @@ void proxy_tun_event(void *ctx, struct hbone_session *s, const struct hbone_even
 	}
 	case HBONE_EV_WRITABLE: end_fd_update(other(e)); break;
 	case HBONE_EV_RESET:
+		if (retry_refused(t, e, ev->error_code))
+			break;
 		flow_fail(e->f, "-", "HBONE stream reset by peer: %s",
 			  hbone_error_code_str(ev->error_code));
 		break;
 	case HBONE_EV_CLOSED:
+		if (retry_refused(t, e, ev->error_code))
+			break;
 		if (ev->error_code) {
 			flow_fail(e->f, "-", "HBONE stream closed: %s",
 				  hbone_error_code_str(ev->error_code));
@@ -673,15 +720,7 @@ void proxy_tun_event(void *ctx, struct hbone_session *s, const struct hbone_even
 			struct end *dst = other(e);
 			struct flow *f = e->f;
 
-			if (e->tprev)
-				e->tprev->tnext = e->tnext;
-			else
-				t->ends = e->tnext;
-			if (e->tnext)
-				e->tnext->tprev = e->tprev;
-			e->sid = 0;
-			e->t = NULL;
-			tun_end_gone(t);
+			end_detach(t, e);
 			if (dst->kind == END_FD && !dst->closed) {
 				end_fd_flush(dst);
 				if (!f->dead)
@@ -697,18 +736,22 @@ void proxy_tun_event(void *ctx, struct hbone_session *s, const struct hbone_even
 
 static void on_accept_outbound(struct net_listener *l, int fd, const struct net_addr *peer)
 {
-	struct proxy_worker *w = l->arg;
+	struct proxy_lsn *ls = proxy_lsn_of(l);
+	struct proxy_worker *w = ls->w;
 	struct proxy *p = w->p;
 	struct proxy_snap *snap;
 	struct flow *f;
 	struct errbuf eb = {0};
 	struct net_ip nip;
 	struct config_ip ip;
+	const struct net_ip *locals;
+	size_t n_locals;
 
 	if (proxy_over_limit(p, fd))
 		return;
 	snap = proxy_snap_get(p);
 	f = flow_new(w, FLOW_OUTBOUND, snap);
+	f->pod = proxy_pod_ref(ls->pod);
 	f->src = *peer;
 	if (end_fd_start(&f->e[0], fd, false) < 0) {
 		flow_fail(f, "-", "cannot watch the client socket");
@@ -722,15 +765,20 @@ static void on_accept_outbound(struct net_listener *l, int fd, const struct net_
 		flow_fail(f, "-", "original destination: %s", eb.msg);
 		return;
 	}
-	if (proxy_is_loop(&f->dst, snap->local, snap->n_local, p->ports, ARRAY_LEN(p->ports))) {
+	proxy_locals(snap, f->pod, &locals, &n_locals);
+	if (proxy_is_loop(&f->dst, locals, n_locals, p->ports, ARRAY_LEN(p->ports))) {
 		flow_fail(f, "-", "refusing a connection to our own listener (loop)");
 		return;
 	}
-	net_addr_ip(peer, &nip);
-	proxy_ip_from_net(&ip, &nip);
-	f->src_wl = config_workload_by_ip(snap->c, "", &ip);
-	if (f->src_wl && !proxy_snap_serves(snap, f->src_wl))
-		f->src_wl = NULL;
+	if (f->pod) { /* the workload whose netns the listener is in */
+		f->src_wl = proxy_snap_pod_workload(snap, f->pod);
+	} else {
+		net_addr_ip(peer, &nip);
+		proxy_ip_from_net(&ip, &nip);
+		f->src_wl = config_workload_by_ip(snap->c, "", &ip);
+		if (f->src_wl && !proxy_snap_serves(snap, f->src_wl))
+			f->src_wl = NULL;
+	}
 	proxy_outbound_dispatch(f);
 }
 
@@ -750,8 +798,13 @@ void proxy_outbound_dispatch(struct flow *f)
 	case PROXY_ROUTE_HBONE: break;
 	}
 	if (!f->src_wl) {
-		flow_fail(f, "IDENTITY_ERROR", "source %s is not a workload served here",
-			  net_addr_format(&f->src, f->hbone_addr, sizeof(f->hbone_addr)));
+		if (f->pod)
+			flow_fail(f, "IDENTITY_ERROR",
+				  "enrolled workload %s has no match in the mesh config yet",
+				  f->pod->uid);
+		else
+			flow_fail(f, "IDENTITY_ERROR", "source %s is not a workload served here",
+				  net_addr_format(&f->src, f->hbone_addr, sizeof(f->hbone_addr)));
 		return;
 	}
 	f->mtls = true;
@@ -768,8 +821,11 @@ void proxy_outbound_dispatch(struct flow *f)
 
 static void on_accept_inbound(struct net_listener *l, int fd, const struct net_addr *peer)
 {
-	struct proxy_worker *w = l->arg;
+	struct proxy_lsn *ls = proxy_lsn_of(l);
+	struct proxy_worker *w = ls->w;
 	struct proxy *p = w->p;
+	const struct net_ip *locals;
+	size_t n_locals;
 	struct proxy_snap *snap;
 	struct flow *f;
 	struct errbuf eb = {0};
@@ -782,6 +838,7 @@ static void on_accept_inbound(struct net_listener *l, int fd, const struct net_a
 		return;
 	snap = proxy_snap_get(p);
 	f = flow_new(w, FLOW_INBOUND_PLAIN, snap);
+	f->pod = proxy_pod_ref(ls->pod);
 	f->src = *peer;
 	if (end_fd_start(&f->e[0], fd, false) < 0) {
 		flow_fail(f, "-", "cannot watch the client socket");
@@ -795,7 +852,8 @@ static void on_accept_inbound(struct net_listener *l, int fd, const struct net_a
 		flow_fail(f, "-", "no original or local destination");
 		return;
 	}
-	if (proxy_is_loop(&f->dst, snap->local, snap->n_local, p->ports, ARRAY_LEN(p->ports))) {
+	proxy_locals(snap, f->pod, &locals, &n_locals);
+	if (proxy_is_loop(&f->dst, locals, n_locals, p->ports, ARRAY_LEN(p->ports))) {
 		flow_fail(f, "-", "refusing a connection to our own listener (loop)");
 		return;
 	}
@@ -805,7 +863,8 @@ static void on_accept_inbound(struct net_listener *l, int fd, const struct net_a
 	net_addr_ip(&f->dst, &nip);
 	proxy_ip_from_net(&ac.dst_ip, &nip);
 	f->dst_wl = config_workload_by_ip(snap->c, "", &ac.dst_ip);
-	if (!f->dst_wl || !proxy_snap_serves(snap, f->dst_wl)) {
+	if (!f->dst_wl || !proxy_snap_serves(snap, f->dst_wl) ||
+	    (f->pod && proxy_snap_pod_workload(snap, f->pod) != f->dst_wl)) {
 		flow_fail(f, "-", "destination is not a workload served here");
 		return;
 	}
@@ -820,7 +879,7 @@ static void on_accept_inbound(struct net_listener *l, int fd, const struct net_a
 		flow_fail(f, "DENY", "authorization: %s", reason);
 		return;
 	}
-	flow_connect(f, &f->dst, p->o.preserve_source ? peer : NULL);
+	flow_connect(f, &f->dst, p->o.preserve_source || f->pod ? peer : NULL);
 }
 
 /* ---- workers ------------------------------------------------------------------------------------
@@ -833,51 +892,57 @@ struct proxy_worker *proxy_worker_get(unsigned i)
 
 void proxy_worker_stop_listening(struct proxy_worker *w)
 {
-	for (int i = 0; i < 4; i++)
-		if (w->listening[i]) {
-			net_listener_stop(&w->l[i]);
-			w->listening[i] = false;
+	for (int i = 0; i < LSN_N; i++)
+		if (w->lsn[i].on) {
+			net_listener_stop(&w->lsn[i].l);
+			w->lsn[i].on = false;
 		}
+	proxy_pods_worker_stop(w->p, w);
 }
+
+const net_accept_fn proxy_accept_cbs[LSN_N] = {on_accept_inbound, on_accept_outbound,
+					       on_accept_hbone, on_accept_socks};
 
 int proxy_worker_start(struct proxy *p, struct ev_loop *loop, unsigned worker, struct errbuf *eb)
 {
 	struct proxy_worker *w;
-	const uint16_t ports[4] = {p->o.inbound_port, p->o.outbound_port, p->o.hbone_port,
-				   p->o.socks5_port};
-	const net_accept_fn cbs[4] = {on_accept_inbound, on_accept_outbound, on_accept_hbone,
-				      on_accept_socks};
+	const uint16_t ports[LSN_N] = {p->o.inbound_port, p->o.outbound_port, p->o.hbone_port,
+				       p->o.socks5_port};
 	struct net_listen_opts lo = {.reuseport = true};
 
-	if (worker >= MAX_WORKERS)
+	if (worker >= MAX_WORKERS || (p->o.shared && worker >= p->o.workers))
 		return errbuf_set(eb, E_LIMIT, "too many workers");
 	w = xcalloc(1, sizeof(*w));
 	w->p = p;
 	w->loop = loop;
 	w->idx = worker;
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < LSN_N && !p->o.shared; i++) {
 		struct net_addr a;
 		char s[32];
 
 		if (!ports[i])
 			continue; /* SOCKS5 off */
 		/* SOCKS5 has no authentication: loopback only. */
-		snprintf(s, sizeof(s), "%s:%u", i == 3 ? "127.0.0.1" : "", ports[i]);
+		snprintf(s, sizeof(s), "%s:%u", i == LSN_SOCKS ? "127.0.0.1" : "", ports[i]);
+		w->lsn[i].w = w;
 		if (net_addr_parse(&a, s, eb) < 0 ||
-		    net_listener_start(&w->l[i], loop, &a, &lo, cbs[i], w, eb) < 0) {
+		    net_listener_start(&w->lsn[i].l, loop, &a, &lo, proxy_accept_cbs[i], &w->lsn[i],
+				       eb) < 0) {
 			for (int k = 0; k < i; k++)
-				if (w->listening[k])
-					net_listener_stop(&w->l[k]);
+				if (w->lsn[k].on)
+					net_listener_stop(&w->lsn[k].l);
 			free(w);
 			return -E_IO;
 		}
-		w->listening[i] = true;
+		w->lsn[i].on = true;
 	}
 	workers[worker] = w;
 	atomic_store(&p->loops[worker], loop);
 	if (worker + 1 > p->workers_want)
 		p->workers_want = worker + 1;
 	atomic_fetch_add(&p->workers_up, 1);
+	if (p->o.shared)
+		proxy_pods_worker_start(p, w);
 	return 0;
 }
 
@@ -891,13 +956,17 @@ void proxy_worker_stop(struct proxy *p, struct ev_loop *loop, unsigned worker)
 	atomic_fetch_sub(&p->workers_up, 1);
 	atomic_store(&p->loops[worker], NULL);
 	proxy_worker_stop_listening(w);
+	if (p->o.shared)
+		proxy_pods_worker_fini(p, w);
 	while (w->flows) {
 		struct flow *f = w->flows;
 
 		flow_fail(f, "-", "shutting down");
 		ev_timer_del(loop, &f->reaper);
 		if (!atomic_load(&f->post_pending)) {
+			socks_dns_cancel(f);
 			proxy_snap_put(f->snap);
+			proxy_pod_put(f->pod);
 			free(f->socks);
 			buf_fini(&f->early);
 			atomic_fetch_sub(&p->n_flows, 1);

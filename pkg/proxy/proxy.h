@@ -52,6 +52,12 @@ struct proxy_opts {
 	uint16_t socks5_port;		  /* SOCKS5 on 127.0.0.1; 0: off */
 	uint64_t pool_idle_ms;	/* close idle pooled HBONE connections after this; 0: 5 min */
 	size_t max_connections; /* open connections; more are refused; 0: 100000 */
+	/* Shared mode (DESIGN.md §5): no listeners of our own; workloads are enrolled over ZDS
+	 * (proxy_zds_start) or proxy_pod_add, each with listeners inside its netns. */
+	bool shared;
+	const char *node; /* match enrolled workloads on this node (shared mode) */
+	unsigned workers; /* worker loops that will call proxy_worker_start (shared: required) */
+	uint64_t pod_drain_ms; /* a removed workload's connections are closed after this; 0: 5 s */
 };
 
 struct proxy;
@@ -77,6 +83,36 @@ void proxy_drain(struct proxy *p);
 size_t proxy_open_connections(struct proxy *p);
 /* Served workload uids as a JSON array value (for /config_dump). */
 void proxy_dump(struct proxy *p, struct json_writer *w);
+
+/* ---- shared mode: enrolled workloads (proxy_pod.c, proxy_zds.c) ----------------------------
+ * Each enrolled workload gets the 15001/15006/15008 (and SOCKS5) listeners inside its netns, made
+ * on the calling thread (setns there and back), with SO_MARK 1337 and SO_REUSEPORT (an upgraded
+ * ztunnel binds alongside), and tcp_migrate_req=1 in that netns so connections queued on a
+ * closing listener move to the new one instead of being reset. It is matched to the mesh config
+ * by uid, else by namespace + service account + name on proxy_opts.node. */
+
+/* Enrolls (or re-enrolls) a workload; takes netns_fd. The same uid with the same netns inode is
+ * kept (a replay); with another inode the old one is removed first. Waits up to wait_ms for a
+ * config match (it stays pending, and the proxy not ready, until one comes). -E_* with eb when
+ * the listeners cannot be made (the workload is not kept). */
+int proxy_pod_add(struct proxy *p, const char *uid, const char *name, const char *ns,
+		  const char *sa, int netns_fd, uint64_t wait_ms, struct errbuf *eb);
+/* Marks uid as named by the current ZDS connection; -E_NOTFOUND if unknown. */
+int proxy_pod_keep(struct proxy *p, const char *uid, struct errbuf *eb);
+/* Closes uid's listeners and, after pod_drain_ms, its connections. Unknown uid: -E_NOTFOUND. */
+int proxy_pod_del(struct proxy *p, const char *uid, struct errbuf *eb);
+/* A new ZDS connection starts (generation++) / its snapshot is complete: every workload not
+ * named since begin is removed. */
+void proxy_pods_begin(struct proxy *p);
+void proxy_pods_snapshot_done(struct proxy *p);
+/* Enrolled workloads with their state as a JSON array value (for /config_dump). */
+void proxy_pods_dump(struct proxy *p, struct json_writer *w);
+
+/* Runs the ZDS client (DESIGN.md §5) on its own thread: connects to the node agent at path
+ * (retrying with backoff 10 ms doubling to 15 s), says hello and applies Add/Keep/Del/
+ * SnapshotSent, acking each. */
+int proxy_zds_start(struct proxy *p, const char *path, struct errbuf *eb);
+void proxy_zds_stop(struct proxy *p);
 
 /* ---- sans-I/O decisions (proxy_decide.c) ----------------------------------------------------- */
 

@@ -10,6 +10,15 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+struct proxy_pod;
+
+/* A shared-mode workload of a snapshot: the enrolled pod and the config workload it matched
+ * (NULL while pending). */
+struct proxy_snap_pod {
+	struct proxy_pod *pod; /* a reference */
+	const struct config_workload *wl;
+};
+
 /* A config snapshot with the workloads this ztunnel serves and the local IPs. */
 struct proxy_snap {
 	atomic_uint refs;
@@ -18,6 +27,48 @@ struct proxy_snap {
 	size_t n_served;
 	struct net_ip *local;
 	size_t n_local;
+	struct proxy_snap_pod *pods; /* shared mode */
+	size_t n_pods;
+};
+
+/* One listening socket of a worker: the proxy's own (pod NULL) or a pod's. */
+enum lsn_kind { LSN_INBOUND = 0, LSN_OUTBOUND, LSN_HBONE, LSN_SOCKS, LSN_N };
+struct proxy_lsn {
+	struct net_listener l;
+	struct proxy_worker *w;
+	struct proxy_pod *pod;
+	bool on;
+};
+
+enum pod_state { POD_PENDING = 0, POD_READY, POD_DRAINING };
+
+/* A workload enrolled over ZDS (shared mode): its netns and its listeners on every worker.
+ * Refcounted: the pod list, snapshots, listeners, flows and tunnels each hold a reference. */
+struct proxy_pod {
+	struct proxy *p;
+	atomic_uint refs;
+	char uid[256], name[256], ns[256], sa[256];
+	int netns_fd;
+	uint64_t netns_ino;
+	struct net_ip *local; /* the netns's addresses (loop check) */
+	size_t n_local;
+	int64_t added_ms;
+	unsigned gen; /* the ZDS connection generation that last named it */
+	/* Guarded by proxy.mu: */
+	enum pod_state state;
+	char wl_uid[256]; /* the matched config workload */
+	char error[256];
+	struct proxy_pod *next;
+	struct proxy_pod_worker *pw; /* proxy_opts.workers entries */
+	atomic_uint drains; /* removed: workers still draining it (on proxy.gone until 0) */
+};
+
+struct proxy_pod_worker {
+	int lfd[LSN_N]; /* made in the netns, not yet adopted by the worker (proxy.mu) */
+	/* The worker's own (touched on its loop only): */
+	struct proxy_lsn lsn[LSN_N];
+	struct ev_timer drain;
+	struct proxy_pod *pod;
 };
 
 struct proxy {
@@ -35,6 +86,13 @@ struct proxy {
 	struct flow *live;
 	struct ev_loop *_Atomic loops[EV_MAX_THREADS];
 	uint16_t ports[4]; /* inbound, outbound, hbone, socks5 (0: off) */
+	/* Shared mode (guarded by mu): enrolled pods, the ZDS generation, snapshot received. */
+	struct proxy_pod *pods;
+	struct proxy_pod *gone; /* removed, connections still draining */
+	unsigned zds_gen;
+	bool zds_synced;
+	struct config *cfg; /* the latest config (snapshots are rebuilt from it on pod changes) */
+	struct proxy_zds *zds;
 };
 
 enum end_kind { END_NONE = 0, END_FD, END_H2 };
@@ -63,8 +121,7 @@ struct proxy_worker {
 	struct proxy *p;
 	struct ev_loop *loop;
 	unsigned idx;
-	struct net_listener l[4]; /* inbound, outbound, hbone, socks5 */
-	bool listening[4];
+	struct proxy_lsn lsn[LSN_N]; /* dedicated mode */
 	struct flow *flows;
 	struct tun *tuns;
 };
@@ -73,6 +130,7 @@ enum flow_kind { FLOW_OUTBOUND = 0, FLOW_INBOUND_HBONE, FLOW_INBOUND_PLAIN };
 
 struct flow {
 	struct proxy_worker *w;
+	struct proxy_pod *pod; /* shared mode: the workload whose listener it came in on */
 	struct flow *next, *prev;
 	struct proxy_snap *snap;
 	enum flow_kind kind;
@@ -89,6 +147,7 @@ struct flow {
 	struct ev_timer reaper; /* frees a dead flow after the current callbacks */
 	bool done[2];		/* direction d (e[d] -> e[1-d]) finished with a half-close */
 	bool established, dead, opened_counted;
+	bool retried;	   /* outbound: the HBONE stream was refused once and retried */
 	const char *flags; /* response_flags */
 	char err[384];
 	/* Registered in proxy.live (established, visible in /connections). */
@@ -102,7 +161,8 @@ struct flow {
 	struct metrics_series *live_sent, *live_recv;
 	/* SOCKS5 (15080): the handshake state while it runs, then NULL. */
 	struct socks5 *socks;
-	struct buf early; /* client bytes that came with the SOCKS request */
+	struct buf early;    /* client bytes that came with the SOCKS request */
+	struct dns_job *dns; /* a DNS lookup in flight (proxy_socks.c; guarded by its lock) */
 	/* Outbound HBONE: waiting for the source certificate. */
 	struct identity_waiter waiter;
 	atomic_bool post_pending;
@@ -112,6 +172,7 @@ struct flow {
 
 struct tun {
 	struct proxy_worker *w;
+	struct proxy_pod *pod; /* shared mode: the netns it lives in */
 	struct tun *next, *prev;
 	struct ev_io io;
 	struct ev_timer timer; /* connect/handshake timeout, then HTTP/2 keepalive ticks */
@@ -127,7 +188,7 @@ struct tun {
 	struct identity_waiter waiter;
 	atomic_bool post_pending;
 	/* client: the pool key and the idle timer (armed while no stream is open) */
-	char key[2 * TLS_URI_SIZE + 2 * NET_ADDR_STRLEN];
+	char key[2 * TLS_URI_SIZE + 2 * NET_ADDR_STRLEN + 32];
 	struct ev_timer idle;
 	const char *src_identity; /* in snap */
 	char expect_id[TLS_URI_SIZE];
@@ -165,6 +226,8 @@ void on_accept_hbone(struct net_listener *l, int fd, const struct net_addr *peer
 void on_accept_socks(struct net_listener *l, int fd, const struct net_addr *peer);
 /* f is in the SOCKS handshake: handles its client socket's events. */
 void socks_on_fd(struct flow *f);
+/* The flow is going away: its DNS lookup, if any, will not touch it. */
+void socks_dns_cancel(struct flow *f);
 /* Sends the SOCKS reply for f (0 = success) if one is due. */
 void socks_reply(struct flow *f, int rep);
 
@@ -174,6 +237,44 @@ void live_del(struct flow *f);
 void live_bytes(struct flow *f, int dir, uint64_t n);
 /* Posts a re-check of every open inbound connection against the current snapshot. */
 void proxy_recheck(struct proxy *p);
+
+/* proxy_pod.c */
+void proxy_pod_put(struct proxy_pod *pod);
+static inline struct proxy_pod *proxy_pod_ref(struct proxy_pod *pod)
+{
+	if (pod)
+		atomic_fetch_add(&pod->refs, 1);
+	return pod;
+}
+/* The netns to make sockets in for pod (-1: ours). */
+static inline int proxy_pod_netns(const struct proxy_pod *pod)
+{
+	return pod ? pod->netns_fd : -1;
+}
+/* The config workload pod matched in snapshot s (NULL: pending). */
+const struct config_workload *proxy_snap_pod_workload(const struct proxy_snap *s,
+						      const struct proxy_pod *pod);
+/* Rebuilds the snapshot from p->cfg and the pods (p->mu must not be held). */
+void proxy_resnap(struct proxy *p);
+/* Worker start: adopts the listeners of the pods made before this worker's loop existed. */
+void proxy_pods_worker_start(struct proxy *p, struct proxy_worker *w);
+void proxy_pods_worker_stop(struct proxy *p, struct proxy_worker *w);
+/* The worker's loop is ending: drain timers that will never fire are settled. */
+void proxy_pods_worker_fini(struct proxy *p, struct proxy_worker *w);
+/* Accept callbacks (proxy.c, proxy_pool.c, proxy_socks.c) by listener kind. */
+extern const net_accept_fn proxy_accept_cbs[LSN_N];
+/* The listener a callback was called for. */
+static inline struct proxy_lsn *proxy_lsn_of(struct net_listener *l)
+{
+	return l->arg;
+}
+/* The local addresses for the loop check: the pod's netns, or ours. */
+static inline void proxy_locals(const struct proxy_snap *s, const struct proxy_pod *pod,
+				const struct net_ip **ips, size_t *n)
+{
+	*ips = pod ? pod->local : s->local;
+	*n = pod ? pod->n_local : s->n_local;
+}
 
 struct proxy_snap *proxy_snap_get(struct proxy *p);
 void proxy_snap_put(struct proxy_snap *s);

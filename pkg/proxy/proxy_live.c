@@ -180,8 +180,16 @@ static void drain_post(struct ev_loop *loop, void *arg)
 	struct proxy_worker *w = proxy_worker_get(x->idx);
 
 	(void)loop;
-	if (w && w->p == x->p)
+	if (w && w->p == x->p) {
 		proxy_worker_stop_listening(w);
+		/* GOAWAY on the HBONE connections we serve: peers open new streams elsewhere (an
+		 * upgraded ztunnel's listener), the open ones go on. */
+		for (struct tun *t = w->tuns; t; t = t->next)
+			if (t->server && t->h && !t->dead) {
+				hbone_session_shutdown(t->h);
+				tun_kick(t);
+			}
+	}
 	free(x);
 }
 

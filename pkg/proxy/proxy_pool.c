@@ -25,6 +25,7 @@ void tun_free(struct tun *t)
 	if (t->tls_on)
 		tls_conn_fini(&t->tls);
 	proxy_snap_put(t->snap);
+	proxy_pod_put(t->pod);
 	free(t);
 }
 
@@ -465,7 +466,8 @@ static void server_cert_ready(struct tun *t)
 
 void on_accept_hbone(struct net_listener *l, int fd, const struct net_addr *peer)
 {
-	struct proxy_worker *w = l->arg;
+	struct proxy_lsn *ls = proxy_lsn_of(l);
+	struct proxy_worker *w = ls->w;
 	struct tun *t = tun_new(w, fd, true);
 	struct net_ip nip;
 	struct config_ip ip;
@@ -473,6 +475,7 @@ void on_accept_hbone(struct net_listener *l, int fd, const struct net_addr *peer
 
 	metrics_counter_inc(w->p->m_hbone_accepted);
 	t->peer = *peer;
+	t->pod = proxy_pod_ref(ls->pod);
 	t->snap = proxy_snap_get(w->p);
 	if (net_sock_local(fd, &t->local) < 0 || !t->snap) {
 		tun_close(t, "no config or no local address");
@@ -481,7 +484,8 @@ void on_accept_hbone(struct net_listener *l, int fd, const struct net_addr *peer
 	net_addr_ip(&t->local, &nip);
 	proxy_ip_from_net(&ip, &nip);
 	t->local_wl = config_workload_by_ip(t->snap->c, "", &ip);
-	if (!t->local_wl || !proxy_snap_serves(t->snap, t->local_wl)) {
+	if (!t->local_wl || !proxy_snap_serves(t->snap, t->local_wl) ||
+	    (t->pod && proxy_snap_pod_workload(t->snap, t->pod) != t->local_wl)) {
 		log_warn("connection failed",
 			 LF_STR("src.addr", net_addr_format(peer, a, sizeof(a))),
 			 LF_STR("direction", "inbound"),
@@ -509,7 +513,9 @@ static void pool_key(const struct flow *f, char *out, size_t cap)
 	net_addr_from_ip(&a, &ip, 0);
 	net_addr_format(&a, src, sizeof(src));
 	net_addr_format(&f->route.target, dst, sizeof(dst));
-	snprintf(out, cap, "%s|%s|%s|%s", f->src_identity, f->dst_id, src, dst);
+	/* A pod's connections live in its netns: never shared with another pod's. */
+	snprintf(out, cap, "%s|%s|%s|%s|%llu", f->src_identity, f->dst_id, src, dst,
+		 f->pod ? (unsigned long long)f->pod->netns_ino : 0ull);
 }
 
 static size_t tun_nends(const struct tun *t)
@@ -528,6 +534,10 @@ static void client_cert_ready(struct tun *t)
 	struct net_connect_opts co = {.mark = PROXY_MARK, .nodelay = true};
 	int fd = -1, rc;
 
+	if (t->pod) {
+		co.in_netns = true;
+		co.netns_fd = t->pod->netns_fd;
+	}
 	rc = identity_get(t->w->p->o.idm, t->src_identity, &cert, &t->waiter, &eb);
 	if (rc == -E_AGAIN)
 		return;
@@ -586,6 +596,7 @@ void pool_outbound(struct flow *f)
 	t = tun_new(f->w, -1, false);
 	snprintf(t->key, sizeof(t->key), "%s", key);
 	t->peer = f->route.target;
+	t->pod = proxy_pod_ref(f->pod);
 	t->snap = f->snap;
 	atomic_fetch_add(&t->snap->refs, 1);
 	t->src_identity = f->src_identity;

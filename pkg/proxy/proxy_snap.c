@@ -2,6 +2,7 @@
 #include "pkg/proxy/proxy_int.h"
 
 #include <ifaddrs.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,6 +80,14 @@ struct proxy *proxy_new(const struct proxy_opts *o, struct errbuf *eb)
 		p->o.pool_idle_ms = 5 * 60 * 1000;
 	if (!p->o.max_connections)
 		p->o.max_connections = 100000;
+	if (!p->o.pod_drain_ms)
+		p->o.pod_drain_ms = 5000;
+	if (p->o.shared && (p->o.workers == 0 || p->o.workers > EV_MAX_THREADS)) {
+		errbuf_set(eb, E_INVAL, "proxy: shared mode needs the worker count");
+		free(p);
+		return NULL;
+	}
+	p->o.node = xstrdup(o->node ? o->node : "");
 	p->ports[3] = p->o.socks5_port;
 	p->ports[0] = p->o.inbound_port;
 	p->ports[1] = p->o.outbound_port;
@@ -116,6 +125,9 @@ struct proxy *proxy_new(const struct proxy_opts *o, struct errbuf *eb)
 
 static void snap_free(struct proxy_snap *s)
 {
+	for (size_t i = 0; i < s->n_pods; i++)
+		proxy_pod_put(s->pods[i].pod);
+	free(s->pods);
 	config_unref(s->c);
 	free(s->served);
 	free(s->local);
@@ -152,7 +164,22 @@ void proxy_free(struct proxy *p)
 {
 	if (!p)
 		return;
+	proxy_zds_stop(p);
 	proxy_snap_put(p->snap);
+	while (p->pods) {
+		struct proxy_pod *pod = p->pods;
+
+		p->pods = pod->next;
+		proxy_pod_put(pod);
+	}
+	while (p->gone) { /* workers are gone: nothing drains any more */
+		struct proxy_pod *pod = p->gone;
+
+		p->gone = pod->next;
+		proxy_pod_put(pod);
+	}
+	config_unref(p->cfg);
+	free((char *)p->o.node);
 	for (size_t i = 0; p->uids && p->uids[i]; i++)
 		free(p->uids[i]);
 	free(p->uids);
@@ -203,31 +230,107 @@ static bool served(const struct proxy *p, const struct proxy_snap *s,
 	return false;
 }
 
-void proxy_set_config(struct proxy *p, struct config *c)
+/* The config workload an enrolled pod is: by uid, else namespace + service account + name among
+ * the workloads on our node (any node when none is set). */
+static const struct config_workload *pod_match(const struct proxy *p, const struct config *c,
+					       const struct proxy_pod *pod)
 {
-	struct proxy_snap *s = xcalloc(1, sizeof(*s)), *old;
-	const struct config_workload *w;
+	const struct config_workload *w = config_workload_by_uid(c, pod->uid), *const * on;
 	size_t n;
 
-	atomic_init(&s->refs, 1);
-	s->c = config_ref(c);
-	local_ips(s);
-	w = config_workloads(c, &n);
-	s->served = xcalloc(n + 1, sizeof(*s->served));
-	for (size_t i = 0; i < n; i++) {
-		if (!served(p, s, &w[i]))
-			continue;
-		s->served[s->n_served++] = &w[i];
-		identity_prefetch(p->o.idm, w[i].identity, NULL);
+	if (w)
+		return w;
+	if (!pod->ns[0] || !pod->name[0])
+		return NULL;
+	if (p->o.node[0]) {
+		on = config_workloads_by_node(c, p->o.node, &n);
+		for (size_t i = 0; i < n; i++)
+			if (strcmp(on[i]->namespace, pod->ns) == 0 &&
+			    strcmp(on[i]->name, pod->name) == 0 &&
+			    (!pod->sa[0] || strcmp(on[i]->service_account, pod->sa) == 0))
+				return on[i];
+		return NULL;
 	}
+	w = config_workloads(c, &n);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(w[i].namespace, pod->ns) == 0 && strcmp(w[i].name, pod->name) == 0 &&
+		    (!pod->sa[0] || strcmp(w[i].service_account, pod->sa) == 0))
+			return &w[i];
+	return NULL;
+}
+
+void proxy_resnap(struct proxy *p)
+{
+	struct proxy_snap *s, *old;
+	const struct config_workload *w;
+	size_t n, npods = 0;
+
 	pthread_mutex_lock(&p->mu);
+	if (!p->cfg) {
+		pthread_mutex_unlock(&p->mu);
+		return;
+	}
+	s = xcalloc(1, sizeof(*s));
+	atomic_init(&s->refs, 1);
+	s->c = config_ref(p->cfg);
+	w = config_workloads(s->c, &n);
+	s->served = xcalloc(n + 1, sizeof(*s->served));
+	for (struct proxy_pod *pod = p->pods; pod; pod = pod->next)
+		npods++;
+	s->pods = xcalloc(npods + 1, sizeof(*s->pods));
+	if (!p->o.shared)
+		local_ips(s);
+	for (size_t i = 0; i < n; i++)
+		if (!p->o.shared && served(p, s, &w[i]))
+			s->served[s->n_served++] = &w[i];
+	for (struct proxy_pod *pod = p->pods; pod; pod = pod->next) {
+		const struct config_workload *m = NULL;
+
+		if (pod->state != POD_DRAINING) {
+			m = pod_match(p, s->c, pod);
+			if (m && !proxy_snap_serves(s, m))
+				s->served[s->n_served++] = m;
+			if (m && pod->state == POD_PENDING)
+				log_info("ztunnel: enrolled workload matched",
+					 LF_STR("uid", pod->uid), LF_STR("workload", m->uid),
+					 LF_STR("identity", m->identity));
+			pod->state = m ? POD_READY : POD_PENDING;
+			snprintf(pod->wl_uid, sizeof(pod->wl_uid), "%s", m ? m->uid : "");
+		}
+		s->pods[s->n_pods].pod = proxy_pod_ref(pod);
+		s->pods[s->n_pods++].wl = m;
+	}
 	old = p->snap;
 	p->snap = s;
 	pthread_mutex_unlock(&p->mu);
-	log_info("proxy: config applied", LF_U64("version", config_version(c)),
-		 LF_U64("served_workloads", s->n_served));
+	for (size_t i = 0; i < s->n_served; i++)
+		identity_prefetch(p->o.idm, s->served[i]->identity, NULL);
 	proxy_snap_put(old);
 	proxy_recheck(p);
+}
+
+const struct config_workload *proxy_snap_pod_workload(const struct proxy_snap *s,
+						      const struct proxy_pod *pod)
+{
+	for (size_t i = 0; s && i < s->n_pods; i++)
+		if (s->pods[i].pod == pod)
+			return s->pods[i].wl;
+	return NULL;
+}
+
+void proxy_set_config(struct proxy *p, struct config *c)
+{
+	struct proxy_snap *s;
+
+	pthread_mutex_lock(&p->mu);
+	config_unref(p->cfg);
+	p->cfg = config_ref(c);
+	pthread_mutex_unlock(&p->mu);
+	proxy_resnap(p);
+	s = proxy_snap_get(p);
+	log_info("proxy: config applied", LF_U64("version", config_version(c)),
+		 LF_U64("served_workloads", s ? s->n_served : 0));
+	proxy_snap_put(s);
 }
 
 const char *proxy_not_ready(struct proxy *p)
@@ -239,6 +342,26 @@ const char *proxy_not_ready(struct proxy *p)
 		return "no mesh config applied to the data plane yet";
 	if (atomic_load(&p->workers_up) < p->workers_want || p->workers_want == 0)
 		return "data plane listeners are not up yet";
+	if (p->o.shared) {
+		static _Thread_local char why[1200];
+		const char *r = NULL;
+
+		pthread_mutex_lock(&p->mu);
+		if (!p->zds_synced)
+			r = "waiting for the workload snapshot from the node agent (ZDS)";
+		for (struct proxy_pod *pod = p->pods; !r && pod; pod = pod->next)
+			if (pod->state == POD_PENDING) {
+				snprintf(why, sizeof(why),
+					 "enrolled workload %s (%s/%s) is pending: no workload in "
+					 "the mesh config with that uid, or that namespace and "
+					 "name%s%s",
+					 pod->uid, pod->ns, pod->name,
+					 p->o.node[0] ? " on node " : "", p->o.node);
+				r = why;
+			}
+		pthread_mutex_unlock(&p->mu);
+		return r;
+	}
 	return NULL;
 }
 
@@ -256,11 +379,17 @@ void proxy_dump(struct proxy *p, struct json_writer *w)
 	json_write_key(w, "hbone");
 	json_write_int(w, p->o.hbone_port);
 	json_write_object_end(w);
+	json_write_key(w, "mode");
+	json_write_string(w, p->o.shared ? "shared" : "dedicated");
 	json_write_key(w, "servedWorkloads");
 	json_write_array_begin(w);
 	for (size_t i = 0; s && i < s->n_served; i++)
 		json_write_string(w, s->served[i]->uid);
 	json_write_array_end(w);
+	if (p->o.shared) {
+		json_write_key(w, "enrolledWorkloads");
+		proxy_pods_dump(p, w);
+	}
 	json_write_object_end(w);
 	proxy_snap_put(s);
 }

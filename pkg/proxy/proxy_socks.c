@@ -1,5 +1,6 @@
 /* SOCKS5 on 127.0.0.1:15080: the handshake (pkg/socks5), the destination from the mesh config's
- * service hostnames or an IP literal (no DNS in this version), then the outbound path. */
+ * service hostnames first, else DNS (getaddrinfo on a short-lived thread, never on the loop), or
+ * an IP literal, then the outbound path. */
 #include "pkg/proxy/proxy_int.h"
 
 #include <arpa/inet.h>
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
+#include <pthread.h>
 #include <unistd.h>
 
 /* Writes the queued handshake bytes (a few bytes: the socket takes them at once). */
@@ -50,6 +53,8 @@ static const struct config_workload *socks_source(struct flow *f)
 	const struct proxy_snap *s = f->snap;
 	const struct proxy *p = f->w->p;
 
+	if (f->pod) /* shared mode: the listener is in that workload's netns */
+		return proxy_snap_pod_workload(s, f->pod);
 	if (s->n_served == 1)
 		return s->served[0];
 	if (p->o.n_workload_uids == 1) {
@@ -62,10 +67,167 @@ static const struct config_workload *socks_source(struct flow *f)
 	return NULL;
 }
 
+/* The destination is known (f->dst): loop check, then the outbound decision. */
+static void socks_connect(struct flow *f)
+{
+	struct proxy *p = f->w->p;
+	const struct net_ip *locals;
+	size_t n_locals;
+
+	proxy_locals(f->snap, f->pod, &locals, &n_locals);
+	if (proxy_is_loop(&f->dst, locals, n_locals, p->ports, ARRAY_LEN(p->ports))) {
+		socks_refuse(f, SOCKS5_REP_NOT_ALLOWED, "SOCKS5: %s",
+			     "refusing a connection to our own listener (loop)");
+		return;
+	}
+	proxy_outbound_dispatch(f);
+}
+
+/* ---- DNS for names outside the mesh ----------------------------------------------------------
+ * getaddrinfo blocks, so each lookup runs on a short-lived detached thread and posts its result
+ * back to the flow's loop. A worker that stops cancels its lookups (under dns_mu): a running
+ * one then frees itself without posting, a posted one is dropped when its post runs. */
+
+enum dns_state { DNS_RUNNING, DNS_POSTED, DNS_CANCELLED };
+
+struct dns_job {
+	struct dns_job *next, *prev; /* dns_jobs */
+	enum dns_state state;
+	struct flow *f;
+	struct ev_loop *loop;
+	char name[256];
+	uint16_t port;
+	struct net_addr result;
+	int err; /* getaddrinfo's code, 0 on success */
+};
+
+static pthread_mutex_t dns_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct dns_job *dns_jobs; /* in flight (keeps them reachable for leak checkers too) */
+
+static void dns_unlink(struct dns_job *j)
+{
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		dns_jobs = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+}
+
+static void dns_done(struct ev_loop *loop, void *arg)
+{
+	struct dns_job *j = arg;
+	struct flow *f;
+	bool cancelled;
+
+	pthread_mutex_lock(&dns_mu);
+	cancelled = j->state == DNS_CANCELLED;
+	dns_unlink(j);
+	pthread_mutex_unlock(&dns_mu);
+	f = j->f;
+	if (!cancelled) {
+		f->dns = NULL;
+		if (f->dead) {
+			/* The client went away meanwhile: nothing to answer. */
+		} else if (j->err) {
+			socks_refuse(f, SOCKS5_REP_HOST_UNREACHABLE,
+				     "SOCKS5: %s: not a mesh service, and DNS failed", j->name);
+			log_debug("SOCKS5: DNS lookup failed", LF_STR("name", j->name),
+				  LF_ERR(gai_strerror(j->err)));
+		} else {
+			ev_timer_del(loop, &f->timer);
+			f->dst = j->result;
+			net_addr_set_port(&f->dst, j->port);
+			socks_connect(f);
+		}
+	}
+	free(j);
+}
+
+static void *dns_thread(void *arg)
+{
+	struct dns_job *j = arg;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	struct addrinfo *res = NULL;
+	int err = getaddrinfo(j->name, NULL, &hints, &res);
+
+	if (!err) {
+		/* The first answer, IPv4 preferred (the mesh addresses in tests and most configs).
+		 */
+		const struct addrinfo *pick = res;
+
+		for (const struct addrinfo *a = res; a; a = a->ai_next)
+			if (a->ai_family == AF_INET) {
+				pick = a;
+				break;
+			}
+		if (!pick ||
+		    net_addr_from_sockaddr(&j->result, pick->ai_addr, pick->ai_addrlen) < 0)
+			err = EAI_FAMILY;
+		freeaddrinfo(res);
+	}
+	pthread_mutex_lock(&dns_mu);
+	j->err = err;
+	if (j->state == DNS_CANCELLED) {
+		dns_unlink(j);
+		free(j);
+	} else {
+		j->state = DNS_POSTED;
+		ev_loop_post(j->loop, dns_done, j);
+	}
+	pthread_mutex_unlock(&dns_mu);
+	return NULL;
+}
+
+static void dns_start(struct flow *f, const char *name, uint16_t port)
+{
+	struct dns_job *j = xcalloc(1, sizeof(*j));
+	pthread_attr_t attr;
+	pthread_t th;
+	int rc;
+
+	j->f = f;
+	j->loop = f->w->loop;
+	j->port = port;
+	snprintf(j->name, sizeof(j->name), "%s", name);
+	pthread_mutex_lock(&dns_mu);
+	j->next = dns_jobs;
+	if (dns_jobs)
+		dns_jobs->prev = j;
+	dns_jobs = j;
+	f->dns = j;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 128 * 1024);
+	rc = pthread_create(&th, &attr, dns_thread, j);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		dns_unlink(j);
+		f->dns = NULL;
+	}
+	pthread_mutex_unlock(&dns_mu);
+	if (rc != 0) {
+		free(j);
+		socks_refuse(f, SOCKS5_REP_GENERAL_FAILURE, "SOCKS5: %s",
+			     "cannot start a DNS lookup");
+		return;
+	}
+	ev_timer_add(f->w->loop, &f->timer, PROXY_CONNECT_TIMEOUT_MS); /* bounds the lookup too */
+}
+
+void socks_dns_cancel(struct flow *f)
+{
+	pthread_mutex_lock(&dns_mu);
+	if (f->dns) {
+		f->dns->state = DNS_CANCELLED;
+		f->dns = NULL;
+	}
+	pthread_mutex_unlock(&dns_mu);
+}
+
 static void socks_resolve(struct flow *f)
 {
 	const struct socks5_target *t = socks5_target(f->socks);
-	struct proxy *p = f->w->p;
 	struct net_ip nip;
 	uint16_t port = net_addr_port(&f->src);
 
@@ -94,9 +256,7 @@ static void socks_resolve(struct flow *f)
 		name[n] = 0;
 		svc = config_service_by_hostname(f->snap->c, name, f->src_wl->namespace);
 		if (!svc || svc->n_vips == 0) {
-			socks_refuse(f, SOCKS5_REP_HOST_UNREACHABLE,
-				     "SOCKS5: %s is not a mesh service with a VIP (no DNS lookup)",
-				     t->name);
+			dns_start(f, name, t->port);
 			return;
 		}
 		proxy_ip_to_net(&nip, &svc->vips[0].ip);
@@ -118,13 +278,7 @@ static void socks_resolve(struct flow *f)
 			return;
 		}
 	}
-	if (proxy_is_loop(&f->dst, f->snap->local, f->snap->n_local, p->ports,
-			  ARRAY_LEN(p->ports))) {
-		socks_refuse(f, SOCKS5_REP_NOT_ALLOWED, "SOCKS5: %s",
-			     "refusing a connection to our own listener (loop)");
-		return;
-	}
-	proxy_outbound_dispatch(f);
+	socks_connect(f);
 }
 
 void socks_on_fd(struct flow *f)
@@ -166,7 +320,8 @@ void socks_on_fd(struct flow *f)
 
 void on_accept_socks(struct net_listener *l, int fd, const struct net_addr *peer)
 {
-	struct proxy_worker *w = l->arg;
+	struct proxy_lsn *ls = proxy_lsn_of(l);
+	struct proxy_worker *w = ls->w;
 	struct proxy *p = w->p;
 	struct proxy_snap *snap;
 	struct flow *f;
@@ -175,6 +330,7 @@ void on_accept_socks(struct net_listener *l, int fd, const struct net_addr *peer
 		return;
 	snap = proxy_snap_get(p);
 	f = flow_new(w, FLOW_OUTBOUND, snap);
+	f->pod = proxy_pod_ref(ls->pod);
 	f->src = *peer;
 	f->socks = xcalloc(1, sizeof(*f->socks));
 	socks5_init(f->socks);

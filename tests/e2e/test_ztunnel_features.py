@@ -218,12 +218,26 @@ def test_socks5_by_service_hostname(make_nodes):
     r = nsrun(a, "curl", "-sS", "--max-time", "10", "--socks5", "127.0.0.1:15080",
               "http://10.77.0.2:8080/hello.txt", check=False)
     assert r.returncode == 0 and r.stdout == b"hello through the mesh\n", r.stderr
-    # Unknown names are not resolved (no DNS): host unreachable.
+    # A name outside the mesh is resolved with DNS (here /etc/hosts: localhost) and, being no
+    # mesh address, passed through.
+    app = NsProc(a, [sys.executable, "-m", "http.server", "9099", "--bind", "127.0.0.1",
+                     "--directory", os.path.dirname(os.path.abspath(__file__))],
+                 str(n["tmp"] / "local-app.log"))
+    try:
+        wait_for(lambda: nsrun(a, "curl", "-s", "-o", "/dev/null", "http://127.0.0.1:9099/",
+                               check=False).returncode == 0, what="local app up")
+        r = nsrun(a, "curl", "-sS", "--max-time", "10", "--socks5-hostname", "127.0.0.1:15080",
+                  "http://localhost:9099/conftest.py", check=False)
+        assert r.returncode == 0 and b"def wait_for" in r.stdout, (r.stderr, za.logtext()[-2000:])
+    finally:
+        app.stop()
+    # A name neither in the mesh nor in DNS: host unreachable, logged.
     r = nsrun(a, "curl", "-sS", "--max-time", "10", "--socks5-hostname", "127.0.0.1:15080",
-              "http://nope.example.com/", check=False)
+              "http://nope.invalid/", check=False)
     assert r.returncode != 0
     assert b"unreachable" in r.stderr.lower() or b"(4)" in r.stderr, r.stderr
-    wait_for(lambda: "nope.example.com" in za.logtext(), what="the refusal is logged")
+    wait_for(lambda: "nope.invalid: not a mesh service, and DNS failed" in za.logtext(),
+             what="the refusal is logged")
 
 
 def test_policy_change_closes_denied_connections(make_nodes):
