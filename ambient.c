@@ -6,6 +6,7 @@
 #include <libgen.h>
 #include <nghttp2/nghttp2ver.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <vendor_versions.h>
 
@@ -71,6 +72,10 @@ int main(int argc, char **argv)
 	const struct subcommand *sc;
 	char self[256];
 
+	/* CNI spec: a runtime runs the plugin (/opt/cni/bin/<type>) with CNI_COMMAND set and no
+	 * arguments, whatever the binary is called. */
+	if (getenv("CNI_COMMAND"))
+		return cmd_cni(argc, argv);
 	/* A `ztunnel -> ambient` symlink runs the subcommand directly. */
 	snprintf(self, sizeof(self), "%s", argc > 0 && argv[0] ? argv[0] : "ambient");
 	sc = find(basename(self));

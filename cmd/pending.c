@@ -17,13 +17,6 @@ int cmd_waypoint(int argc, char **argv)
 	return not_implemented("waypoint", "waypoint");
 }
 
-int cmd_cni(int argc, char **argv)
-{
-	(void)argc;
-	(void)argv;
-	return not_implemented("cni", "cni");
-}
-
 int cmd_ctl(int argc, char **argv)
 {
 	(void)argc;
