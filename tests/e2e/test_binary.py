@@ -62,10 +62,18 @@ def test_symlink_dispatch(tmp_path):
 
 
 def test_unimplemented_subcommands_say_so():
-    for sub in ("cni", "ctl", "waypoint"):
-        r = run([BIN, sub])
-        assert r.returncode != 0, sub
-        assert "not implemented yet" in r.stderr, (sub, r.stderr)
+    """Whatever cmd/pending.c still stands in for says so and fails; nothing else does."""
+    import re
+    from conftest import ROOT
+    with open(os.path.join(ROOT, "cmd", "pending.c")) as f:
+        pending = set(re.findall(r"^int cmd_(\w+)\(", f.read(), re.M))
+    for sub in ("ztunnel", "waypoint", "cni", "ca", "ctl"):
+        r = run([BIN, sub, "--help"])
+        if sub in pending:
+            assert r.returncode != 0, sub
+            assert "not implemented yet" in r.stderr, (sub, r.stderr)
+        else:
+            assert "not implemented yet" not in r.stdout + r.stderr, sub
 
 
 def test_kernel_headers_reachable_from_the_musl_build(tmp_path):
