@@ -19,7 +19,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char cni_usage[] =
@@ -35,23 +34,33 @@ static const char cni_usage[] =
 
 /* ---- control-socket client ------------------------------------------------------------------- */
 
-int cni_ctl_call(const char *path, const char *req, size_t n, cJSON **reply, struct errbuf *eb)
+int cni_ctl_call(const char *path, const struct cniconf_request *req, struct cniconf_reply *reply,
+		 struct errbuf *eb)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct timeval tv = {.tv_sec = CNI_CTL_TIMEOUT_MS / 1000};
-	struct json_error je;
+	struct buf out;
 	char peek;
 	char *p = NULL;
 	ssize_t len;
-	int fd, rc;
+	int fd = -1, rc;
 
-	*reply = NULL;
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return errbuf_set(eb, E_INVAL, "control socket path too long: %s", path);
+	memset(reply, 0, sizeof(*reply));
+	buf_init(&out, CNI_CTL_MAX);
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		rc = errbuf_set(eb, E_INVAL, "control socket path too long: %s", path);
+		goto done;
+	}
+	if (cniconf_request_encode(req, &out) < 0) {
+		rc = errbuf_set(eb, E_LIMIT, "control request too large");
+		goto done;
+	}
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return errbuf_set(eb, E_IO, "socket: %s", strerror(errno));
+	if (fd < 0) {
+		rc = errbuf_set(eb, E_IO, "socket: %s", strerror(errno));
+		goto done;
+	}
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		rc = errbuf_set(eb, E_CLOSED,
 				"cannot reach the cni agent at %s: %s (is `ambient cni agent` "
@@ -61,7 +70,7 @@ int cni_ctl_call(const char *path, const char *req, size_t n, cJSON **reply, str
 	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (send(fd, req, n, MSG_NOSIGNAL) != (ssize_t)n) {
+	if (send(fd, buf_rptr(&out), buf_len(&out), MSG_NOSIGNAL) != (ssize_t)buf_len(&out)) {
 		rc = errbuf_set(eb, E_IO, "cni agent at %s: send: %s", path, strerror(errno));
 		goto done;
 	}
@@ -79,15 +88,16 @@ int cni_ctl_call(const char *path, const char *req, size_t n, cJSON **reply, str
 		rc = errbuf_set(eb, E_IO, "cni agent at %s: short reply", path);
 		goto done;
 	}
-	rc = json_parse(p, (size_t)len, NULL, reply, &je);
-	if (rc < 0 || !cJSON_IsObject(*reply)) {
-		json_free(*reply);
-		*reply = NULL;
-		rc = errbuf_set(eb, E_PROTO, "cni agent at %s: reply is not a JSON object", path);
+	if ((rc = cniconf_reply_decode(p, (size_t)len, reply, eb)) < 0) {
+		errbuf_prefix(eb, "cni agent at %s", path);
+		eb->code = E_PROTO;
+		rc = -E_PROTO;
 	}
 done:
 	free(p);
-	close(fd);
+	if (fd >= 0)
+		close(fd);
+	buf_fini(&out);
 	return rc;
 }
 
@@ -96,51 +106,22 @@ bool cni_is_netns(int fd)
 	return ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET;
 }
 
-int cni_ports_parse(const char *s, uint16_t *ports, size_t cap, size_t *n, struct errbuf *eb)
-{
-	const char *p = s;
-
-	*n = 0;
-	while (p && *p) {
-		char *end;
-		long v = strtol(p, &end, 10);
-
-		if (end == p || v < 1 || v > 65535 || (*end && *end != ','))
-			return errbuf_set(eb, E_INVAL, "'%s': expected ports like 22,2222", s);
-		if (*n == cap)
-			return errbuf_set(eb, E_LIMIT, "'%s': at most %zu ports", s, cap);
-		ports[(*n)++] = (uint16_t)v;
-		p = *end ? end + 1 : end;
-	}
-	return 0;
-}
-
 /* Sends req, prints an error reply. Returns 0 and the reply, or the exit status (1). */
-static int call(const char *ctl, struct buf *req, cJSON **reply, const char *what)
+static int call(const char *ctl, const struct cniconf_request *req, struct cniconf_reply *reply,
+		const char *what)
 {
 	struct errbuf eb;
-	const cJSON *ok, *err;
 
-	if (cni_ctl_call(ctl, (const char *)buf_rptr(req), buf_len(req), reply, &eb) < 0) {
+	if (cni_ctl_call(ctl, req, reply, &eb) < 0) {
 		fprintf(stderr, "cni %s: %s\n", what, eb.msg);
 		return 1;
 	}
-	ok = cJSON_GetObjectItemCaseSensitive(*reply, "ok");
-	if (cJSON_IsTrue(ok))
+	if (reply->ok)
 		return 0;
-	err = cJSON_GetObjectItemCaseSensitive(*reply, "error");
 	fprintf(stderr, "cni %s: %s\n", what,
-		cJSON_IsString(err) ? err->valuestring : "the agent refused the request");
-	json_free(*reply);
-	*reply = NULL;
+		reply->error ? reply->error : "the agent refused the request");
+	cniconf_reply_fini(reply);
 	return 1;
-}
-
-static const char *str_of(const cJSON *o, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	return cJSON_IsString(v) ? v->valuestring : "";
 }
 
 /* ---- host mode: the operator's SSH port ------------------------------------------------------ */
@@ -269,39 +250,41 @@ static int add_dry_run(struct add_args *x)
 	return 0;
 }
 
+/* Copies a flag's value into a request field; exit status 2 when it does not fit. */
+static int req_str(char *dst, size_t cap, const char *v, const char *flag, const char *what)
+{
+	if (!v)
+		v = "";
+	if (strlen(v) >= cap) {
+		fprintf(stderr, "cni %s: %s: longer than %zu bytes\n", what, flag, cap - 1);
+		return 2;
+	}
+	memcpy(dst, v, strlen(v) + 1);
+	return 0;
+}
+
 static int add_send(struct add_args *x)
 {
-	struct buf b;
-	struct json_writer w;
-	cJSON *reply = NULL;
+	struct cniconf_request req = {.op = CNICONF_OP_ADD};
+	struct cniconf_entry *e = &req.e;
+	struct cniconf_reply reply;
 	int rc;
 
-	buf_init(&b, CNI_CTL_MAX);
-	json_writer_init(&w, &b, 0);
-	json_write_object_begin(&w);
-	json_kv_str(&w, "op", "add");
-	json_kv_str(&w, "uid", x->uid);
-	json_kv_str(&w, "netns", x->path);
-	json_kv_str(&w, "name", x->name ? x->name : "");
-	json_kv_str(&w, "namespace", x->ns ? x->ns : "");
-	json_kv_str(&w, "serviceAccount", x->sa ? x->sa : "");
-	json_kv_bool(&w, "host", x->host);
-	json_write_key(&w, "excludeInboundPorts");
-	json_write_array_begin(&w);
-	for (size_t i = 0; i < x->nports; i++)
-		json_write_uint(&w, x->ports[i]);
-	json_write_array_end(&w);
-	json_write_object_end(&w);
-	json_writer_finish(&w);
-	rc = call(x->ctl, &b, &reply, "add");
-	if (rc == 0) {
-		const cJSON *wl = cJSON_GetObjectItemCaseSensitive(reply, "workload");
+	if ((rc = req_str(e->uid, sizeof(e->uid), x->uid, "--workload", "add")) ||
+	    (rc = req_str(e->netns, sizeof(e->netns), x->path, "--netns", "add")) ||
+	    (rc = req_str(e->name, sizeof(e->name), x->name, "--name", "add")) ||
+	    (rc = req_str(e->namespace_, sizeof(e->namespace_), x->ns, "--namespace", "add")) ||
+	    (rc = req_str(e->service_account, sizeof(e->service_account), x->sa,
+			  "--service-account", "add")))
+		return rc;
+	e->host = x->host;
+	memcpy(e->exclude, x->ports, sizeof(e->exclude));
+	e->n_exclude = x->nports;
+	rc = call(x->ctl, &req, &reply, "add");
+	if (rc == 0)
 		printf("enrolled workload %s (netns %s%s)\n", x->uid, x->path,
-		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(wl, "ipv6")) ? ", IPv4+IPv6"
-										  : "");
-	}
-	json_free(reply);
-	buf_fini(&b);
+		       reply.ipv6 ? ", IPv4+IPv6" : "");
+	cniconf_reply_fini(&reply);
 	return rc;
 }
 
@@ -340,7 +323,8 @@ static int cni_add_main(int argc, char **argv)
 			    f, ARRAY_LEN(f));
 		return 0;
 	}
-	if (x.excl && cni_ports_parse(x.excl, x.ports, REDIRECT_MAX_EXCLUDE, &x.nports, &eb) < 0) {
+	if (x.excl &&
+	    cniconf_ports_parse(x.excl, x.ports, REDIRECT_MAX_EXCLUDE, &x.nports, &eb) < 0) {
 		fprintf(stderr, "cni add: --exclude-inbound-ports %s\n", eb.msg);
 		return 2;
 	}
@@ -420,17 +404,13 @@ static int simple_flags(const char *usage, const struct flag *f, size_t n, int a
 	return 0;
 }
 
-static void op_request(struct buf *b, const char *op, const char *uid)
+/* A del or check request for uid (NULL: every workload); exit status 2 when uid is too long. */
+static int op_request(struct cniconf_request *req, enum cniconf_op op, const char *uid,
+		      const char *what)
 {
-	struct json_writer w;
-
-	json_writer_init(&w, b, 0);
-	json_write_object_begin(&w);
-	json_kv_str(&w, "op", op);
-	if (uid)
-		json_kv_str(&w, "uid", uid);
-	json_write_object_end(&w);
-	json_writer_finish(&w);
+	memset(req, 0, sizeof(*req));
+	req->op = op;
+	return req_str(req->e.uid, sizeof(req->e.uid), uid, "--workload", what);
 }
 
 static int cni_del_main(int argc, char **argv)
@@ -440,8 +420,8 @@ static int cni_del_main(int argc, char **argv)
 		{"workload", FLAG_STR, &uid, "workload uid", "UID"},
 		{"control-socket", FLAG_STR, &ctl, "the agent's control socket", "PATH"},
 	};
-	cJSON *reply = NULL;
-	struct buf b;
+	struct cniconf_request req;
+	struct cniconf_reply reply;
 	int rc = simple_flags("ambient cni del --workload UID", f, ARRAY_LEN(f), argc, argv, "del");
 
 	if (rc)
@@ -450,16 +430,13 @@ static int cni_del_main(int argc, char **argv)
 		fprintf(stderr, "cni del: --workload UID is required\n");
 		return 2;
 	}
-	buf_init(&b, 0);
-	op_request(&b, "del", uid);
-	rc = call(ctl, &b, &reply, "del");
+	if ((rc = op_request(&req, CNICONF_OP_DEL, uid, "del")))
+		return rc;
+	rc = call(ctl, &req, &reply, "del");
 	if (rc == 0)
-		printf(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "removed"))
-			       ? "removed workload %s\n"
-			       : "workload %s was not enrolled\n",
+		printf(reply.removed ? "removed workload %s\n" : "workload %s was not enrolled\n",
 		       uid);
-	json_free(reply);
-	buf_fini(&b);
+	cniconf_reply_fini(&reply);
 	return rc;
 }
 
@@ -479,15 +456,6 @@ static void age(int64_t ms, char *out, size_t cap)
 		snprintf(out, cap, "%lldd", (long long)(s / 86400));
 }
 
-static int64_t parse_rfc3339(const char *s)
-{
-	struct tm tm = {0};
-
-	if (!strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		return 0;
-	return (int64_t)timegm(&tm) * 1000;
-}
-
 static const char *dash(const char *s)
 {
 	return *s ? s : "-";
@@ -501,8 +469,8 @@ static int cni_list_main(int argc, char **argv)
 		{"o", FLAG_STR, &out, "short for --output", "FORMAT"},
 		{"control-socket", FLAG_STR, &ctl, "the agent's control socket", "PATH"},
 	};
-	cJSON *reply = NULL;
-	const cJSON *arr, *it;
+	struct cniconf_request req = {.op = CNICONF_OP_LIST};
+	struct cniconf_reply reply;
 	struct buf b;
 	int rc = simple_flags("ambient cni list [-o json]", f, ARRAY_LEN(f), argc, argv, "list");
 
@@ -512,36 +480,30 @@ static int cni_list_main(int argc, char **argv)
 		fprintf(stderr, "cni list: -o wants json or table, got '%s'\n", out);
 		return 2;
 	}
-	buf_init(&b, 0);
-	op_request(&b, "list", NULL);
-	rc = call(ctl, &b, &reply, "list");
-	buf_fini(&b);
-	if (rc)
+	if ((rc = call(ctl, &req, &reply, "list")))
 		return rc;
-	arr = cJSON_GetObjectItemCaseSensitive(reply, "workloads");
 	if (out && strcmp(out, "json") == 0) {
 		struct json_writer w;
 
 		buf_init(&b, 0);
 		json_writer_init(&w, &b, 2);
-		json_write_cjson(&w, arr);
+		json_write_cjson(&w, reply.workloads);
 		json_writer_finish(&w);
 		printf("%.*s\n", (int)buf_len(&b), (const char *)buf_rptr(&b));
 		buf_fini(&b);
 	} else {
 		printf("%-36s %-16s %-20s %-16s %-28s %s\n", "UID", "NAMESPACE", "NAME",
 		       "SERVICE ACCOUNT", "NETNS", "ENROLLED");
-		cJSON_ArrayForEach(it, arr)
-		{
+		for (size_t i = 0; i < reply.n_rows; i++) {
+			const struct cniconf_row *r = &reply.rows[i];
 			char a[16];
 
-			age(parse_rfc3339(str_of(it, "enrolled")), a, sizeof(a));
-			printf("%-36s %-16s %-20s %-16s %-28s %s\n", str_of(it, "uid"),
-			       dash(str_of(it, "namespace")), dash(str_of(it, "name")),
-			       dash(str_of(it, "serviceAccount")), str_of(it, "netns"), a);
+			age(r->enrolled_ms, a, sizeof(a));
+			printf("%-36s %-16s %-20s %-16s %-28s %s\n", r->uid, dash(r->namespace_),
+			       dash(r->name), dash(r->service_account), r->netns, a);
 		}
 	}
-	json_free(reply);
+	cniconf_reply_fini(&reply);
 	return 0;
 }
 
@@ -552,9 +514,8 @@ static int cni_check_main(int argc, char **argv)
 		{"workload", FLAG_STR, &uid, "check only this workload", "UID"},
 		{"control-socket", FLAG_STR, &ctl, "the agent's control socket", "PATH"},
 	};
-	cJSON *reply = NULL;
-	const cJSON *it;
-	struct buf b;
+	struct cniconf_request req;
+	struct cniconf_reply reply;
 	size_t bad = 0, n = 0;
 	bool zt;
 	int rc = simple_flags("ambient cni check [--workload UID]", f, ARRAY_LEN(f), argc, argv,
@@ -562,28 +523,24 @@ static int cni_check_main(int argc, char **argv)
 
 	if (rc)
 		return rc < 0 ? 0 : rc;
-	buf_init(&b, 0);
-	op_request(&b, "check", uid && *uid ? uid : NULL);
-	rc = call(ctl, &b, &reply, "check");
-	buf_fini(&b);
-	if (rc)
+	if ((rc = op_request(&req, CNICONF_OP_CHECK, uid, "check")))
 		return rc;
-	zt = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ztunnelConnected"));
-	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(reply, "workloads"))
-	{
-		bool ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "ok"));
+	if ((rc = call(ctl, &req, &reply, "check")))
+		return rc;
+	zt = reply.ztunnel_connected;
+	for (size_t i = 0; i < reply.n_rows; i++) {
+		const struct cniconf_row *r = &reply.rows[i];
 
 		n++;
-		if (ok) {
-			printf("ok     %s (%s)\n", str_of(it, "uid"), str_of(it, "netns"));
+		if (r->ok) {
+			printf("ok     %s (%s)\n", r->uid, r->netns);
 			continue;
 		}
 		bad++;
-		printf("DRIFT  %s (%s): %s\n", str_of(it, "uid"), str_of(it, "netns"),
-		       str_of(it, "error"));
+		printf("DRIFT  %s (%s): %s\n", r->uid, r->netns, r->error ? r->error : "");
 	}
 	printf("ztunnel: %s\n", zt ? "connected" : "NOT connected");
-	json_free(reply);
+	cniconf_reply_fini(&reply);
 	if (bad) {
 		fprintf(stderr, "cni check: %zu of %zu workloads drifted\n", bad, n);
 		return 1;

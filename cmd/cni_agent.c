@@ -29,7 +29,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 /* Default wait for each ack. Istio uses 5 s; our ztunnel may hold an Add's ack up to 5 s while it
@@ -48,147 +47,13 @@ struct agent {
 	size_t nzt;
 	int ctl[MAX_CTL_CONNS];
 	size_t nctl;
-	struct cni_entry *e;
+	struct cniconf_entry *e;
 	size_t n, cap;
 };
 
 /* ---- state file ------------------------------------------------------------------------------ */
 
-static void entry_write(struct json_writer *w, const struct cni_entry *e)
-{
-	json_write_object_begin(w);
-	json_kv_str(w, "uid", e->uid);
-	json_kv_str(w, "netns", e->netns);
-	json_kv_uint(w, "netnsInode", e->netns_inode);
-	json_kv_str(w, "name", e->name);
-	json_kv_str(w, "namespace", e->namespace_);
-	json_kv_str(w, "serviceAccount", e->service_account);
-	json_kv_bool(w, "host", e->host);
-	json_kv_bool(w, "ipv6", e->ipv6);
-	json_write_key(w, "excludeInboundPorts");
-	json_write_array_begin(w);
-	for (size_t i = 0; i < e->n_exclude; i++)
-		json_write_uint(w, e->exclude[i]);
-	json_write_array_end(w);
-	json_kv_time_ms(w, "enrolled", e->enrolled_ms);
-	json_write_object_end(w);
-}
-
-/* Reads a string member into out; absent is "" unless required. */
-static int get_str(const cJSON *o, const char *key, bool required, char *out, size_t cap,
-		   const char *where, struct errbuf *eb)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	out[0] = '\0';
-	if (!v) {
-		if (required)
-			return errbuf_set(eb, E_INVAL, "%s.%s: missing", where, key);
-		return 0;
-	}
-	if (!cJSON_IsString(v))
-		return errbuf_set(eb, E_INVAL, "%s.%s: expected a string, got %s", where, key,
-				  json_type_name(v));
-	if (strlen(v->valuestring) >= cap)
-		return errbuf_set(eb, E_LIMIT, "%s.%s: longer than %zu bytes", where, key, cap - 1);
-	if (required && !v->valuestring[0])
-		return errbuf_set(eb, E_INVAL, "%s.%s: empty", where, key);
-	memcpy(out, v->valuestring, strlen(v->valuestring) + 1);
-	return 0;
-}
-
-static int get_bool(const cJSON *o, const char *key, bool *out, const char *where,
-		    struct errbuf *eb)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	*out = false;
-	if (!v)
-		return 0;
-	if (!cJSON_IsBool(v))
-		return errbuf_set(eb, E_INVAL, "%s.%s: expected a boolean, got %s", where, key,
-				  json_type_name(v));
-	*out = cJSON_IsTrue(v);
-	return 0;
-}
-
-static int get_ports(const cJSON *o, struct cni_entry *e, const char *where, struct errbuf *eb)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "excludeInboundPorts");
-	const cJSON *it;
-	size_t i = 0;
-
-	e->n_exclude = 0;
-	if (!v || cJSON_IsNull(v))
-		return 0;
-	if (!cJSON_IsArray(v))
-		return errbuf_set(eb, E_INVAL, "%s.excludeInboundPorts: expected an array, got %s",
-				  where, json_type_name(v));
-	cJSON_ArrayForEach(it, v)
-	{
-		uint64_t p;
-
-		if (e->n_exclude == REDIRECT_MAX_EXCLUDE)
-			return errbuf_set(eb, E_LIMIT, "%s.excludeInboundPorts: more than %d ports",
-					  where, REDIRECT_MAX_EXCLUDE);
-		if (json_get_uint(it, 1, 65535, &p) < 0)
-			return errbuf_set(eb, E_INVAL,
-					  "%s.excludeInboundPorts[%zu]: expected a port 1..65535",
-					  where, i);
-		e->exclude[e->n_exclude++] = (uint16_t)p;
-		i++;
-	}
-	return 0;
-}
-
-static int parse_time(const char *s, int64_t *ms)
-{
-	struct tm tm = {0};
-	char z = 0;
-
-	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &z) != 7 ||
-	    z != 'Z')
-		return -E_PARSE;
-	tm.tm_year -= 1900;
-	tm.tm_mon -= 1;
-	*ms = (int64_t)timegm(&tm) * 1000;
-	return 0;
-}
-
-static int entry_load(const cJSON *o, struct cni_entry *e, const char *where, struct errbuf *eb)
-{
-	const cJSON *v;
-	int rc;
-
-	memset(e, 0, sizeof(*e));
-	if (!cJSON_IsObject(o))
-		return errbuf_set(eb, E_INVAL, "%s: expected an object, got %s", where,
-				  json_type_name(o));
-	if ((rc = get_str(o, "uid", true, e->uid, sizeof(e->uid), where, eb)) < 0 ||
-	    (rc = get_str(o, "netns", true, e->netns, sizeof(e->netns), where, eb)) < 0 ||
-	    (rc = get_str(o, "name", false, e->name, sizeof(e->name), where, eb)) < 0 ||
-	    (rc = get_str(o, "namespace", false, e->namespace_, sizeof(e->namespace_), where, eb)) <
-		    0 ||
-	    (rc = get_str(o, "serviceAccount", false, e->service_account,
-			  sizeof(e->service_account), where, eb)) < 0 ||
-	    (rc = get_bool(o, "host", &e->host, where, eb)) < 0 ||
-	    (rc = get_bool(o, "ipv6", &e->ipv6, where, eb)) < 0 ||
-	    (rc = get_ports(o, e, where, eb)) < 0)
-		return rc;
-	v = cJSON_GetObjectItemCaseSensitive(o, "netnsInode");
-	if (v && json_get_uint(v, 0, UINT64_MAX, &e->netns_inode) < 0)
-		return errbuf_set(eb, E_INVAL, "%s.netnsInode: expected an integer", where);
-	v = cJSON_GetObjectItemCaseSensitive(o, "enrolled");
-	if (v && !cJSON_IsNull(v) &&
-	    (!cJSON_IsString(v) || parse_time(v->valuestring, &e->enrolled_ms) < 0))
-		return errbuf_set(eb, E_INVAL,
-				  "%s.enrolled: expected a time like \"2026-11-26T14:00:00Z\"",
-				  where);
-	return 0;
-}
-
-static struct cni_entry *entry_find(struct agent *a, const char *uid)
+static struct cniconf_entry *entry_find(struct agent *a, const char *uid)
 {
 	for (size_t i = 0; i < a->n; i++)
 		if (strcmp(a->e[i].uid, uid) == 0)
@@ -196,7 +61,7 @@ static struct cni_entry *entry_find(struct agent *a, const char *uid)
 	return NULL;
 }
 
-static void entry_remove(struct agent *a, struct cni_entry *e)
+static void entry_remove(struct agent *a, struct cniconf_entry *e)
 {
 	size_t i = (size_t)(e - a->e);
 
@@ -204,7 +69,7 @@ static void entry_remove(struct agent *a, struct cni_entry *e)
 	a->n--;
 }
 
-static struct cni_entry *entry_append(struct agent *a)
+static struct cniconf_entry *entry_append(struct agent *a)
 {
 	if (a->n == a->cap) {
 		a->cap = a->cap ? a->cap * 2 : 16;
@@ -234,58 +99,16 @@ static int read_file(const char *path, struct buf *b, struct errbuf *eb)
 static int state_load(struct agent *a, struct errbuf *eb)
 {
 	struct buf b;
-	cJSON *root = NULL;
-	struct json_error je;
-	const cJSON *arr, *it;
-	size_t i = 0;
 	int rc;
 
 	buf_init(&b, CNI_CTL_MAX * 4);
 	rc = read_file(a->state_path, &b, eb);
-	if (rc == -E_NOTFOUND) {
+	if (rc == -E_NOTFOUND)
 		rc = 0;
-		goto done;
-	}
-	if (rc < 0)
-		goto done;
-	if ((rc = json_parse((const char *)buf_rptr(&b), buf_len(&b), NULL, &root, &je)) < 0) {
-		char line[400];
-
-		json_error_format(&je, a->state_path, line, sizeof(line));
-		rc = errbuf_set(eb, E_PARSE, "%s", line);
-		goto done;
-	}
-	rc = -E_INVAL;
-	if (!cJSON_IsObject(root)) {
-		errbuf_set(eb, E_INVAL, "%s: .: expected an object, got %s", a->state_path,
-			   json_type_name(root));
-		goto done;
-	}
-	arr = cJSON_GetObjectItemCaseSensitive(root, "workloads");
-	if (!cJSON_IsArray(arr)) {
-		errbuf_set(eb, E_INVAL, "%s: .workloads: expected an array", a->state_path);
-		goto done;
-	}
-	cJSON_ArrayForEach(it, arr)
-	{
-		char where[64];
-		struct cni_entry e;
-
-		snprintf(where, sizeof(where), ".workloads[%zu]", i++);
-		if (entry_load(it, &e, where, eb) < 0) {
-			errbuf_prefix(eb, "%s", a->state_path);
-			goto done;
-		}
-		if (entry_find(a, e.uid)) {
-			errbuf_set(eb, E_INVAL, "%s: %s.uid: workload %s appears twice",
-				   a->state_path, where, e.uid);
-			goto done;
-		}
-		*entry_append(a) = e;
-	}
-	rc = 0;
-done:
-	json_free(root);
+	else if (rc == 0)
+		rc = cniconf_state_decode((const char *)buf_rptr(&b), buf_len(&b), a->state_path,
+					  &a->e, &a->n, eb);
+	a->cap = a->n;
 	buf_fini(&b);
 	return rc;
 }
@@ -327,20 +150,10 @@ static int state_save(struct agent *a, struct errbuf *eb)
 {
 	char tmp[CNI_PATH_MAX + 32], dir[CNI_PATH_MAX];
 	struct buf b;
-	struct json_writer w;
 	int fd = -1, rc = -E_IO;
 
 	buf_init(&b, 0);
-	json_writer_init(&w, &b, 2);
-	json_write_object_begin(&w);
-	json_kv_int(&w, "version", 1);
-	json_write_key(&w, "workloads");
-	json_write_array_begin(&w);
-	for (size_t i = 0; i < a->n; i++)
-		entry_write(&w, &a->e[i]);
-	json_write_array_end(&w);
-	json_write_object_end(&w);
-	if (json_writer_finish(&w) < 0 || buf_append(&b, "\n", 1) < 0) {
+	if (cniconf_state_encode(a->e, a->n, &b) < 0) {
 		rc = errbuf_set(eb, E_LIMIT, "%s: state too large", a->state_path);
 		goto done;
 	}
@@ -396,7 +209,7 @@ static void zt_close(struct agent *a, int fd, const char *why)
 	}
 }
 
-static void fill_request(struct inpod_request *r, enum inpod_type t, const struct cni_entry *e)
+static void fill_request(struct inpod_request *r, enum inpod_type t, const struct cniconf_entry *e)
 {
 	memset(r, 0, sizeof(*r));
 	r->type = t;
@@ -411,7 +224,7 @@ static void fill_request(struct inpod_request *r, enum inpod_type t, const struc
 /* One lock-step exchange on the current connection. A nack (-E_DENIED) leaves the connection
  * usable; anything else (timeout, close, I/O) breaks the lock-step, so the connection is closed
  * and ztunnel will reconnect and get a fresh snapshot. */
-static int zt_send(struct agent *a, int fd, enum inpod_type t, const struct cni_entry *e,
+static int zt_send(struct agent *a, int fd, enum inpod_type t, const struct cniconf_entry *e,
 		   int netns_fd, struct errbuf *eb)
 {
 	struct inpod_request r;
@@ -425,7 +238,7 @@ static int zt_send(struct agent *a, int fd, enum inpod_type t, const struct cni_
 }
 
 /* Opens an entry's netns path and makes sure it is still the namespace that was enrolled. */
-static int netns_reopen(const struct cni_entry *e, struct errbuf *eb)
+static int netns_reopen(const struct cniconf_entry *e, struct errbuf *eb)
 {
 	int fd = open(e->netns, O_RDONLY | O_CLOEXEC);
 	uint64_t ino;
@@ -455,7 +268,7 @@ static void zt_replay(struct agent *a, int fd)
 	int rc;
 
 	for (size_t i = 0; i < a->n;) {
-		struct cni_entry *e = &a->e[i];
+		struct cniconf_entry *e = &a->e[i];
 		int nfd = netns_reopen(e, &eb);
 
 		if (nfd == -E_NOTFOUND) {
@@ -544,26 +357,7 @@ static void reply_error(struct json_writer *w, const char *msg)
 	json_write_object_end(w);
 }
 
-static const char *const add_keys[] = {
-	"op", "uid", "netns", "name", "namespace", "serviceAccount", "host", "excludeInboundPorts"};
-
-static int check_keys(const cJSON *req, const char *const *keys, size_t n, struct errbuf *eb)
-{
-	const cJSON *it;
-
-	cJSON_ArrayForEach(it, req)
-	{
-		size_t i;
-
-		for (i = 0; i < n && strcmp(keys[i], it->string) != 0; i++)
-			;
-		if (i == n)
-			return errbuf_set(eb, E_INVAL, "unknown key \"%s\"", it->string);
-	}
-	return 0;
-}
-
-static void opts_from(const struct cni_entry *e, struct redirect_opts *o)
+static void opts_from(const struct cniconf_entry *e, struct redirect_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->ipv6 = e->ipv6;
@@ -573,19 +367,14 @@ static void opts_from(const struct cni_entry *e, struct redirect_opts *o)
 
 /* ztunnel first (its listeners exist before any packet is redirected to them, so a running
  * application never sees a refused connection), then the rules; a failure undoes both. */
-static int do_add(struct agent *a, const cJSON *req, struct json_writer *w, struct errbuf *eb)
+static int do_add(struct agent *a, const struct cniconf_request *req, struct json_writer *w,
+		  struct errbuf *eb)
 {
-	struct cni_entry e, *old;
+	struct cniconf_entry e = req->e, *old;
 	struct redirect_opts o;
 	int nfd, zt = zt_current(a), rc;
 	bool zt_added = false, rules_added = false, again;
 
-	if ((rc = check_keys(req, add_keys, ARRAY_LEN(add_keys), eb)) < 0 ||
-	    (rc = entry_load(req, &e, "", eb)) < 0)
-		return rc;
-	if (e.netns[0] != '/')
-		return errbuf_set(eb, E_INVAL, ".netns: must be an absolute path, got \"%s\"",
-				  e.netns);
 	nfd = open(e.netns, O_RDONLY | O_CLOEXEC);
 	if (nfd < 0)
 		return errbuf_set(eb, E_NOTFOUND, "netns %s: %s", e.netns, strerror(errno));
@@ -640,7 +429,7 @@ static int do_add(struct agent *a, const cJSON *req, struct json_writer *w, stru
 	json_write_object_begin(w);
 	json_kv_bool(w, "ok", true);
 	json_write_key(w, "workload");
-	entry_write(w, &e);
+	cniconf_entry_write(w, &e);
 	json_write_object_end(w);
 	return 0;
 fail:
@@ -662,16 +451,13 @@ fail:
 
 /* Rules first (traffic goes back to plain at once), then ztunnel drops the workload's proxy.
  * Unknown uids and vanished namespaces are fine: del is idempotent. */
-static int do_del(struct agent *a, const cJSON *req, struct json_writer *w, struct errbuf *eb)
+static int do_del(struct agent *a, const struct cniconf_request *req, struct json_writer *w,
+		  struct errbuf *eb)
 {
-	static const char *const keys[] = {"op", "uid"};
-	char uid[INPOD_STR_MAX + 1];
-	struct cni_entry *e, tmp;
+	const char *uid = req->e.uid;
+	struct cniconf_entry *e, tmp;
 	int zt = zt_current(a), rc, nfd;
 
-	if ((rc = check_keys(req, keys, ARRAY_LEN(keys), eb)) < 0 ||
-	    (rc = get_str(req, "uid", true, uid, sizeof(uid), "", eb)) < 0)
-		return rc;
 	e = entry_find(a, uid);
 	if (e) {
 		nfd = netns_reopen(e, eb);
@@ -710,13 +496,13 @@ static int do_list(struct agent *a, struct json_writer *w)
 	json_write_key(w, "workloads");
 	json_write_array_begin(w);
 	for (size_t i = 0; i < a->n; i++)
-		entry_write(w, &a->e[i]);
+		cniconf_entry_write(w, &a->e[i]);
 	json_write_array_end(w);
 	json_write_object_end(w);
 	return 0;
 }
 
-static void check_one(const struct cni_entry *e, struct json_writer *w)
+static void check_one(const struct cniconf_entry *e, struct json_writer *w)
 {
 	struct redirect_opts o;
 	struct errbuf eb;
@@ -738,16 +524,12 @@ static void check_one(const struct cni_entry *e, struct json_writer *w)
 	json_write_object_end(w);
 }
 
-static int do_check(struct agent *a, const cJSON *req, struct json_writer *w, struct errbuf *eb)
+static int do_check(struct agent *a, const struct cniconf_request *req, struct json_writer *w,
+		    struct errbuf *eb)
 {
-	static const char *const keys[] = {"op", "uid"};
-	char uid[INPOD_STR_MAX + 1];
-	const struct cni_entry *one = NULL;
-	int rc;
+	const char *uid = req->e.uid;
+	const struct cniconf_entry *one = NULL;
 
-	if ((rc = check_keys(req, keys, ARRAY_LEN(keys), eb)) < 0 ||
-	    (rc = get_str(req, "uid", false, uid, sizeof(uid), "", eb)) < 0)
-		return rc;
 	if (uid[0] && !(one = entry_find(a, uid)))
 		return errbuf_set(eb, E_NOTFOUND, "workload %s is not enrolled", uid);
 	json_write_object_begin(w);
@@ -766,37 +548,20 @@ static int do_check(struct agent *a, const cJSON *req, struct json_writer *w, st
 static void handle_request(struct agent *a, const char *p, size_t n, struct buf *out)
 {
 	struct json_writer w;
-	struct json_error je;
 	struct errbuf eb;
-	cJSON *req = NULL;
-	const cJSON *op;
-	int rc = -E_INVAL;
+	struct cniconf_request *req = xmalloc(sizeof(*req)); /* ~5 KiB: off the stack */
+	int rc;
 
 	errbuf_clear(&eb);
 	json_writer_init(&w, out, 0);
-	if (json_parse(p, n, NULL, &req, &je) < 0) {
-		json_error_format(&je, "request", eb.msg, sizeof(eb.msg));
+	if ((rc = cniconf_request_decode(p, n, req, &eb)) < 0)
 		goto fail;
+	switch (req->op) {
+	case CNICONF_OP_ADD: rc = do_add(a, req, &w, &eb); break;
+	case CNICONF_OP_DEL: rc = do_del(a, req, &w, &eb); break;
+	case CNICONF_OP_LIST: rc = do_list(a, &w); break;
+	case CNICONF_OP_CHECK: rc = do_check(a, req, &w, &eb); break;
 	}
-	op = cJSON_GetObjectItemCaseSensitive(req, "op");
-	if (!cJSON_IsObject(req) || !cJSON_IsString(op)) {
-		errbuf_set(&eb, E_INVAL, "request: expected an object with \"op\"");
-		goto fail;
-	}
-	if (strcmp(op->valuestring, "add") == 0)
-		rc = do_add(a, req, &w, &eb);
-	else if (strcmp(op->valuestring, "del") == 0)
-		rc = do_del(a, req, &w, &eb);
-	else if (strcmp(op->valuestring, "list") == 0) {
-		static const char *const keys[] = {"op"};
-
-		if ((rc = check_keys(req, keys, ARRAY_LEN(keys), &eb)) >= 0)
-			rc = do_list(a, &w);
-	} else if (strcmp(op->valuestring, "check") == 0)
-		rc = do_check(a, req, &w, &eb);
-	else
-		errbuf_set(&eb, E_INVAL, "unknown op \"%s\" (add, del, list, check)",
-			   op->valuestring);
 	if (rc >= 0 && json_writer_finish(&w) >= 0)
 		goto done;
 	if (rc >= 0)
@@ -807,7 +572,7 @@ fail:
 	reply_error(&w, eb.msg);
 	json_writer_finish(&w);
 done:
-	json_free(req);
+	free(req);
 }
 
 static void ctl_close(struct agent *a, size_t i)
