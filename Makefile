@@ -113,3 +113,35 @@ distclean: clean
 	rm -rf vendor/out vendor/src vendor/dl
 
 -include $(shell find $(OUT)/obj -name '*.d' 2>/dev/null)
+
+# `make demo`: a small mesh in network namespaces, narrated step by step (scripts/demo.sh; root).
+# It installs what it needs and builds the binary itself. DEMO_NONINTERACTIVE=1: no pauses.
+demo:
+	sh scripts/demo.sh
+
+# `make image`: the FROM scratch image (Dockerfile) with docker when a daemon answers, else with
+# buildah. The build context is only build/image/ (the binary and a symlink per subcommand).
+# IMAGE names it; IMAGE_BIN is the binary to ship (default: the static release build);
+# IMAGE_BUILDER=docker|buildah overrides the choice.
+IMAGE ?= ambient:$(shell cat VERSION)
+IMAGE_BIN ?= build/ambient
+IMAGE_LINKS := ztunnel waypoint cni ca ctl
+image: $(IMAGE_BIN)
+	@if readelf -l $(IMAGE_BIN) | grep -q INTERP; then echo "make image: $(IMAGE_BIN) is not static"; exit 1; fi
+	rm -rf build/image && mkdir -p build/image/rootfs/usr/local/bin
+	cp $(IMAGE_BIN) build/image/rootfs/usr/local/bin/ambient
+	for l in $(IMAGE_LINKS); do ln -s ambient build/image/rootfs/usr/local/bin/$$l; done
+	@v=$$(cat VERSION); r=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown); \
+	 b="$(IMAGE_BUILDER)"; \
+	 if [ -z "$$b" ]; then \
+	   if docker info >/dev/null 2>&1; then b=docker; \
+	   elif command -v buildah >/dev/null 2>&1; then b=buildah; echo "no docker daemon answers: using buildah"; \
+	   else echo "make image: no docker daemon answers and buildah is not installed (apt-get install buildah)"; exit 1; fi; \
+	 fi; \
+	 case $$b in \
+	 docker) docker build -f Dockerfile -t $(IMAGE) --build-arg VERSION=$$v --build-arg REVISION=$$r build/image ;; \
+	 buildah) buildah bud --isolation chroot -q -f Dockerfile -t $(IMAGE) --build-arg VERSION=$$v --build-arg REVISION=$$r build/image ;; \
+	 *) echo "make image: IMAGE_BUILDER must be docker or buildah"; exit 1 ;; \
+	 esac
+
+.PHONY: demo image

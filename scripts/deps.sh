@@ -36,7 +36,8 @@ add_deb_src() {
 PKGS="musl-tools musl-dev linux-libc-dev dpkg-dev make gcc clang libclang-rt-14-dev \
  clang-format cppcheck file binutils curl openssl ca-certificates iproute2 nftables \
  python3 python3-pytest python3-h2 prometheus nginx-light socat \
- nghttp2-client nghttp2-proxy stunnel4 haproxy wrk hyperfine iperf3 golang-cfssl"
+ nghttp2-client nghttp2-proxy stunnel4 haproxy wrk hyperfine iperf3 golang-cfssl \
+ buildah umoci runc systemd"
 
 need_update=$(add_deb_src)
 missing=""

@@ -81,6 +81,20 @@ else
 	unset AMBIENT_BIN
 fi
 
+echo "== doc check (blocks marked \`sh check\` in README.md and docs/, scripts/doccheck.sh)"
+if [ "$(id -u)" != 0 ]; then
+	echo "  the doc check needs root (network namespaces)"
+	add 0 1
+else
+	sh scripts/doccheck.sh >"$log/doccheck.txt" 2>&1
+	grep -v '^  ok ' "$log/doccheck.txt" | tail -60 | sed 's/^/  /'
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log/doccheck.txt" | tail -1)
+	p=$(echo "$line" | awk '{print $1}')
+	f=$(echo "$line" | awk '{print $3}')
+	[ -n "$p" ] || { p=0; f=1; }
+	add "$p" "$f"
+fi
+
 echo
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" = 0 ]
