@@ -292,25 +292,31 @@ static int check_links(struct ca_authority *a, int64_t now, struct errbuf *eb)
 	return 0;
 }
 
+/* The issued chain's tail: the signing chain up to (not including) its root, then one PEM
+ * bundle with every root of root-cert.pem, the one that anchors the chain first. Clients take
+ * that bundle as their trust roots, so during a root rotation (both roots in root-cert.pem)
+ * workloads trust peers signed under either root. */
 static int build_pems(struct ca_authority *a, struct errbuf *eb)
 {
 	const struct x509_cert *top = a->chain.v[a->chain.n - 1];
-	bool top_is_root = false;
+	size_t anchor = a->roots.n, n_below = a->chain.n;
+	struct buf bundle;
+	char *pem;
 
-	a->tail_pem = xcalloc(a->chain.n + 1, sizeof(char *));
-	for (size_t i = 0; i < a->chain.n; i++)
-		a->tail_pem[a->n_tail++] = cert_pem(a->chain.v[i]);
-	for (size_t r = 0; r < a->roots.n; r++)
-		top_is_root |= same_cert(top, a->roots.v[r]);
-	if (!top_is_root) {
-		/* The chain stops below the root: the one that signed it ends the issued chain. */
-		for (size_t r = 0; r < a->roots.n; r++) {
-			if (x509_cert_check_signature(top, &a->roots.v[r]->pub, NULL) == 0) {
-				a->tail_pem[a->n_tail++] = cert_pem(a->roots.v[r]);
-				break;
-			}
+	for (size_t r = 0; r < a->roots.n && anchor == a->roots.n; r++)
+		if (same_cert(top, a->roots.v[r])) {
+			anchor = r;
+			n_below = a->chain.n - 1; /* the chain ends with the root itself */
 		}
-	}
+	for (size_t r = 0; r < a->roots.n && anchor == a->roots.n; r++)
+		if (x509_cert_check_signature(top, &a->roots.v[r]->pub, NULL) == 0)
+			anchor = r;
+	if (anchor == a->roots.n)
+		return errbuf_set(eb, E_CRYPTO, "%s does not lead to a root in %s", CA_CHAIN_FILE,
+				  CA_ROOT_FILE);
+	a->tail_pem = xcalloc(n_below + 1, sizeof(char *));
+	for (size_t i = 0; i < n_below; i++)
+		a->tail_pem[a->n_tail++] = cert_pem(a->chain.v[i]);
 	a->root_pem = xcalloc(a->roots.n, sizeof(char *));
 	for (size_t r = 0; r < a->roots.n; r++)
 		a->root_pem[a->n_root++] = cert_pem(a->roots.v[r]);
@@ -320,6 +326,15 @@ static int build_pems(struct ca_authority *a, struct errbuf *eb)
 	for (size_t i = 0; i < a->n_root; i++)
 		if (!a->root_pem[i])
 			return errbuf_set(eb, E_INVAL, "cannot re-encode the roots");
+	buf_init(&bundle, 0);
+	buf_append_str(&bundle, a->root_pem[anchor]);
+	for (size_t r = 0; r < a->n_root; r++)
+		if (r != anchor)
+			buf_append_str(&bundle, a->root_pem[r]);
+	pem = xcalloc(1, buf_len(&bundle) + 1);
+	memcpy(pem, buf_rptr(&bundle), buf_len(&bundle));
+	buf_fini(&bundle);
+	a->tail_pem[a->n_tail++] = pem;
 	return 0;
 }
 
@@ -464,15 +479,11 @@ int ca_write_bundle(const char *dir, const struct x509_key *key, const struct ca
 	rc = ca_write_file(path, is->pem[0], strlen(is->pem[0]), 0644, eb);
 	if (rc < 0)
 		return rc;
-	/* chain.pem: the leaf and the intermediates, without a root. */
+	/* chain.pem: the leaf and the intermediates, without the roots (the last element is
+	 * always the root bundle). */
 	buf_init(&chain, 0);
-	for (size_t i = 0; i < is->n; i++) {
-		bool is_root = false;
-		for (size_t r = 0; r < a->n_root; r++)
-			is_root |= strcmp(is->pem[i], a->root_pem[r]) == 0;
-		if (!is_root)
-			buf_append_str(&chain, is->pem[i]);
-	}
+	for (size_t i = 0; i + 1 < is->n; i++)
+		buf_append_str(&chain, is->pem[i]);
 	join(path, sizeof(path), dir, "chain.pem");
 	rc = ca_write_file(path, buf_rptr(&chain), buf_len(&chain), 0644, eb);
 	buf_reset(&chain);
