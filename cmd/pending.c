@@ -10,13 +10,6 @@ static int not_implemented(const char *name, const char *issue)
 	return 1;
 }
 
-int cmd_waypoint(int argc, char **argv)
-{
-	(void)argc;
-	(void)argv;
-	return not_implemented("waypoint", "waypoint");
-}
-
 int cmd_ctl(int argc, char **argv)
 {
 	(void)argc;

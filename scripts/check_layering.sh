@@ -2,7 +2,7 @@
 # Checks DESIGN.md §8's module order: a module may include only modules listed before it.
 set -u
 cd "$(dirname "$0")/.."
-order="base buf der x509 json cniconf config authz metrics ev net tls h2 hbone http1 socks5 httpc watch admin ca identity redirect inpod proxy"
+order="base buf der x509 json cniconf config authz metrics ev net tls h2 hbone http1 socks5 httpc watch admin ca identity redirect inpod proxy l7 waypoint"
 rank() { i=0; for m in $order; do [ "$m" = "$1" ] && { echo $i; return; }; i=$((i + 1)); done; echo -1; }
 bad=0
 for dir in pkg/*/; do

@@ -106,6 +106,7 @@ struct config *config_parse_ex(const char *source_name, const char *text, size_t
 	c->routes = adopt_raw(root, c->routes);
 	c->l7_policies = adopt_raw(root, c->l7_policies);
 	cJSON_Delete(root);
+	cfg_decode_l7(&ctx, c);
 	/* Cross-field checks run even after schema errors, so one pass reports everything. */
 	cfg_link(&ctx, c);
 
@@ -236,4 +237,28 @@ int config_dump_json(const struct config *c, struct buf *out)
 	if (rc == 0)
 		rc = buf_append(out, "\n", 1);
 	return rc < 0 ? rc : 0;
+}
+
+const struct config_route *config_route_list(const struct config *c, size_t *n)
+{
+	*n = c->n_route_list;
+	return c->route_list;
+}
+
+const struct config_l7_policy *config_l7_policy_list(const struct config *c, size_t *n)
+{
+	*n = c->n_l7_list;
+	return c->l7_list;
+}
+
+const struct config_service *config_service_by_name(const struct config *c, const char *ns,
+						    const char *name)
+{
+	for (size_t i = 0; i < c->n_services; i++) {
+		const struct config_service *s = &c->services[i];
+		if (s->name && s->namespace && strcmp(s->name, name) == 0 &&
+		    strcmp(s->namespace, ns) == 0)
+			return s;
+	}
+	return NULL;
 }

@@ -139,6 +139,16 @@ struct config_workload_service {
 	const struct config_service *service; /* NULL when the top level has no "services" */
 };
 
+/* Which traffic a waypoint workload accepts (Istio's istio.io/waypoint-for label). UNSET reads as
+ * SERVICE, Istio's default. */
+enum config_waypoint_for {
+	CONFIG_WAYPOINT_FOR_UNSET = 0,
+	CONFIG_WAYPOINT_FOR_SERVICE,
+	CONFIG_WAYPOINT_FOR_WORKLOAD,
+	CONFIG_WAYPOINT_FOR_ALL,
+	CONFIG_WAYPOINT_FOR_NONE,
+};
+
 struct config_workload {
 	const char *uid; /* given, or derived (uid_derived) as "<clusterId>//v1/Pod/<ns>/<name>" */
 	bool uid_derived;
@@ -173,8 +183,9 @@ struct config_workload {
 	struct config_locality locality;
 	struct config_workload_service *services;
 	size_t n_services;
-	uint32_t capacity; /* load-balancing weight, default 1 */
-	size_t index;	   /* position in "workloads" */
+	uint32_t capacity;		       /* load-balancing weight, default 1 */
+	enum config_waypoint_for waypoint_for; /* a waypoint workload: what it serves */
+	size_t index;			       /* position in "workloads" */
 };
 
 enum config_lb_scope {
@@ -306,6 +317,234 @@ struct config_policy {
 	size_t n_rules;
 	size_t index; /* position in "policies" */
 };
+
+/* ---- waypoint objects (DESIGN.md §6) ----------------------------------------------------------
+ * routes: Gateway API v1 HTTPRoute objects, l7Policies: Istio AuthorizationPolicy objects, both in
+ * the JSON shape Kubernetes serves (metadata.*, spec.*). Status and bookkeeping metadata (uid,
+ * resourceVersion, labels, ...) are accepted and ignored. */
+struct config_k8s_meta {
+	const char *name;
+	const char *namespace;		/* default "default" */
+	const char *creation_timestamp; /* RFC 3339 text, "" when absent (route tie-break) */
+};
+
+enum config_parent_kind { CONFIG_PARENT_SERVICE = 0, CONFIG_PARENT_GATEWAY };
+struct config_parent_ref {
+	enum config_parent_kind kind; /* default Gateway (the spec's default) */
+	const char *group;
+	const char *name;
+	const char *namespace; /* "" = the route's */
+	uint16_t port;	       /* 0 = every port */
+	const char *section_name;
+	const struct config_service *service; /* resolved (kind Service) */
+};
+
+enum config_path_type { CONFIG_PATH_EXACT = 0, CONFIG_PATH_PREFIX, CONFIG_PATH_REGEX };
+enum config_value_type { CONFIG_VALUE_EXACT = 0, CONFIG_VALUE_REGEX };
+enum config_http_method {
+	CONFIG_METHOD_ANY = 0,
+	CONFIG_METHOD_GET,
+	CONFIG_METHOD_HEAD,
+	CONFIG_METHOD_POST,
+	CONFIG_METHOD_PUT,
+	CONFIG_METHOD_DELETE,
+	CONFIG_METHOD_CONNECT,
+	CONFIG_METHOD_OPTIONS,
+	CONFIG_METHOD_TRACE,
+	CONFIG_METHOD_PATCH,
+};
+const char *config_http_method_name(enum config_http_method m);
+
+struct config_path_match {
+	enum config_path_type type; /* default PathPrefix */
+	const char *value;	    /* default "/" */
+};
+struct config_value_match { /* HTTPHeaderMatch, HTTPQueryParamMatch */
+	enum config_value_type type;
+	const char *name;
+	const char *value;
+};
+struct config_route_match {
+	struct config_path_match path;
+	struct config_value_match *headers;
+	size_t n_headers;
+	struct config_value_match *query_params;
+	size_t n_query_params;
+	enum config_http_method method;
+};
+
+struct config_http_header {
+	const char *name;
+	const char *value;
+};
+struct config_header_filter {
+	bool present;
+	struct config_http_header *set;
+	size_t n_set;
+	struct config_http_header *add;
+	size_t n_add;
+	const char **remove;
+	size_t n_remove;
+};
+enum config_path_modifier_type { CONFIG_PATH_REPLACE_FULL = 0, CONFIG_PATH_REPLACE_PREFIX };
+struct config_path_modifier {
+	bool present;
+	enum config_path_modifier_type type;
+	const char *replace_full_path;
+	const char *replace_prefix_match;
+};
+enum config_scheme { CONFIG_SCHEME_UNSET = 0, CONFIG_SCHEME_HTTP, CONFIG_SCHEME_HTTPS };
+struct config_redirect {
+	bool present;
+	enum config_scheme scheme;
+	const char *hostname;
+	struct config_path_modifier path;
+	uint16_t port;	      /* 0 = unset */
+	uint16_t status_code; /* default 302 */
+};
+struct config_url_rewrite {
+	bool present;
+	const char *hostname;
+	struct config_path_modifier path;
+};
+enum config_filter_type {
+	CONFIG_FILTER_REQUEST_HEADER = 0,
+	CONFIG_FILTER_RESPONSE_HEADER,
+	CONFIG_FILTER_REDIRECT,
+	CONFIG_FILTER_URL_REWRITE,
+};
+struct config_route_filter {
+	enum config_filter_type type;
+	struct config_header_filter request_header_modifier;
+	struct config_header_filter response_header_modifier;
+	struct config_redirect request_redirect;
+	struct config_url_rewrite url_rewrite;
+};
+struct config_backend_ref {
+	const char *group;
+	const char *kind; /* default "Service" */
+	const char *name;
+	const char *namespace; /* "" = the route's */
+	uint16_t port;
+	uint32_t weight;		      /* 0..1000000, default 1 */
+	const struct config_service *service; /* resolved */
+};
+struct config_route_timeouts {
+	const char *request; /* Gateway API durations as written, "" when absent */
+	const char *backend_request;
+	uint64_t request_ms; /* parsed; 0 = none */
+	uint64_t backend_request_ms;
+};
+struct config_route_rule {
+	const char *name;
+	struct config_route_match
+		*matches; /* none: one PathPrefix "/" match (the spec's default) */
+	size_t n_matches;
+	struct config_route_filter *filters;
+	size_t n_filters;
+	struct config_backend_ref *backend_refs;
+	size_t n_backend_refs;
+	struct config_route_timeouts timeouts;
+};
+struct config_route_spec {
+	struct config_parent_ref *parent_refs;
+	size_t n_parent_refs;
+	const char **hostnames;
+	size_t n_hostnames;
+	struct config_route_rule *rules;
+	size_t n_rules;
+};
+struct config_route {
+	struct config_k8s_meta metadata;
+	struct config_route_spec spec;
+	const char *key; /* "namespace/name" */
+	size_t index;	 /* position in "routes" */
+};
+
+enum config_l7_action { CONFIG_L7_ALLOW = 0, CONFIG_L7_DENY, CONFIG_L7_AUDIT };
+enum config_target_kind { CONFIG_TARGET_SERVICE = 0, CONFIG_TARGET_GATEWAY };
+struct config_target_ref {
+	const char *group;
+	enum config_target_kind kind;
+	const char *name;
+	const char *namespace; /* "" = the policy's */
+};
+/* Istio string lists: "abc" exact, "abc*" prefix, "*abc" suffix, "*" presence (pkg/l7). */
+struct config_l7_source {
+	const char **principals;
+	size_t n_principals;
+	const char **not_principals;
+	size_t n_not_principals;
+	const char **namespaces;
+	size_t n_namespaces;
+	const char **not_namespaces;
+	size_t n_not_namespaces;
+	struct config_cidr *ip_blocks;
+	size_t n_ip_blocks;
+	struct config_cidr *not_ip_blocks;
+	size_t n_not_ip_blocks;
+};
+struct config_l7_operation {
+	const char **hosts;
+	size_t n_hosts;
+	const char **not_hosts;
+	size_t n_not_hosts;
+	const char **ports;
+	size_t n_ports;
+	const char **not_ports;
+	size_t n_not_ports;
+	const char **methods;
+	size_t n_methods;
+	const char **not_methods;
+	size_t n_not_methods;
+	const char **paths;
+	size_t n_paths;
+	const char **not_paths;
+	size_t n_not_paths;
+};
+struct config_l7_from {
+	struct config_l7_source source;
+};
+struct config_l7_to {
+	struct config_l7_operation operation;
+};
+struct config_l7_condition {
+	const char *key;
+	const char **values;
+	size_t n_values;
+	const char **not_values;
+	size_t n_not_values;
+};
+struct config_l7_rule {
+	struct config_l7_from *from;
+	size_t n_from;
+	struct config_l7_to *to;
+	size_t n_to;
+	struct config_l7_condition *when;
+	size_t n_when;
+};
+struct config_l7_spec {
+	struct config_target_ref *target_refs;
+	size_t n_target_refs;
+	enum config_l7_action action; /* default ALLOW */
+	struct config_l7_rule *rules;
+	size_t n_rules;
+};
+struct config_l7_policy {
+	struct config_k8s_meta metadata;
+	struct config_l7_spec spec;
+	const char *key; /* "namespace/name" */
+	size_t index;	 /* position in "l7Policies" */
+};
+
+/* The decoded, validated waypoint objects (document order). */
+const struct config_route *config_route_list(const struct config *c, size_t *n);
+const struct config_l7_policy *config_l7_policy_list(const struct config *c, size_t *n);
+/* The service of that name (metadata name, not hostname) in namespace ns, or NULL. */
+const struct config_service *config_service_by_name(const struct config *c, const char *ns,
+						    const char *name);
+/* Gateway API duration (GEP-2257: ^([0-9]{1,5}(h|m|s|ms)){1,4}$) to milliseconds; -E_INVAL. */
+int config_duration_parse(const char *s, uint64_t *ms);
 
 /* ---- whole lists (document order) ------------------------------------------------------------ */
 const struct config_workload *config_workloads(const struct config *c, size_t *n);

@@ -529,6 +529,8 @@ void cfg_decode_object(struct cfg_ctx *ctx, const cJSON *v, const struct cfg_typ
 		} else if (f->flags & CF_UNSUPPORTED) {
 			seen |= 1ull << idx;
 			cfg_error(ctx, "%s", f->doc);
+		} else if (f->flags & CF_IGNORED) {
+			seen |= 1ull << idx;
 		} else {
 			seen |= 1ull << idx;
 			if (f->type->kind == CFG_ARRAY)
@@ -542,7 +544,7 @@ void cfg_decode_object(struct cfg_ctx *ctx, const cJSON *v, const struct cfg_typ
 	}
 	for (size_t i = 0; i < t->nfields; i++) {
 		const struct cfg_field *f = &t->fields[i];
-		if ((seen & (1ull << i)) || (f->flags & CF_UNSUPPORTED))
+		if ((seen & (1ull << i)) || (f->flags & (CF_UNSUPPORTED | CF_IGNORED)))
 			continue;
 		if (f->flags & CF_REQUIRED)
 			cfg_error(ctx, "missing required field \"%s\"", f->name);
@@ -733,7 +735,7 @@ void cfg_encode_object(struct json_writer *w, const struct cfg_type *t, const vo
 	json_write_object_begin(w);
 	for (size_t i = 0; i < t->nfields; i++) {
 		const struct cfg_field *f = &t->fields[i];
-		if (f->flags & CF_UNSUPPORTED)
+		if (f->flags & (CF_UNSUPPORTED | CF_IGNORED))
 			continue;
 		if ((f->flags & CF_OMIT_UNSET) && field_unset(f, s))
 			continue;

@@ -109,6 +109,7 @@ enum {
 	CF_REQUIRED = 1 << 0,
 	CF_OMIT_UNSET = 1 << 1,	 /* dump skips the field when empty/absent/zero */
 	CF_UNSUPPORTED = 1 << 2, /* a ztunnel field we reject with `doc` as the reason */
+	CF_IGNORED = 1 << 3,	 /* any value accepted and dropped (Kubernetes bookkeeping) */
 };
 
 struct cfg_field {
@@ -176,6 +177,11 @@ struct config {
 	size_t n_policies;
 	cJSON *routes; /* owned, detached from the parse tree */
 	cJSON *l7_policies;
+	/* The same two decoded (config_l7.c). */
+	struct config_route *route_list;
+	size_t n_route_list;
+	struct config_l7_policy *l7_list;
+	size_t n_l7_list;
 	/* Derived. */
 	const char **warnings;
 	size_t n_warnings;
@@ -183,6 +189,14 @@ struct config {
 		policies_by_ns;
 	struct cfg_list global_policies;
 };
+
+/* config_l7.c: decodes the raw routes / l7Policies arrays into the typed lists, and (from
+ * cfg_link) resolves and checks their references. */
+extern const struct cfg_type cfg_route_type, cfg_l7_policy_type;
+extern const struct cfg_type *const cfg_l7_doc_types[];
+extern const size_t cfg_l7_doc_ntypes;
+void cfg_decode_l7(struct cfg_ctx *ctx, struct config *c);
+void cfg_link_l7(struct cfg_ctx *ctx, struct config *c);
 
 /* config_validate.c: derive cross references, build the indexes, run the cross-field checks. */
 void cfg_link(struct cfg_ctx *ctx, struct config *c);

@@ -193,6 +193,9 @@ static const struct cfg_type t_lb_health = ENUM_TYPE("health policy", v_lb_healt
 static const struct cfg_type t_ip_families = ENUM_TYPE("IP families", v_ip_families, 1);
 static const struct cfg_type t_scope = ENUM_TYPE("scope", v_scope, 0);
 static const struct cfg_type t_action = ENUM_TYPE("action", v_action, 0);
+static const char *const v_waypoint_for[] = {"service", "workload", "all", "none"};
+/* Stored +1: 0 is "absent" (service). */
+static const struct cfg_type t_waypoint_for = ENUM_TYPE("waypoint-for", v_waypoint_for, 1);
 
 #define ARRAY_OF(elem_)                                                                            \
 	{                                                                                          \
@@ -337,6 +340,9 @@ static const struct cfg_field f_workload[] = {
 	      "Unhealthy workloads get no traffic (unless the service's `healthPolicy` is "
 	      "`AllowAll`)."),
 	FIELD("capacity", t_u32, 0, "1", WL, capacity, "Load-balancing weight."),
+	FIELD("waypointFor", t_waypoint_for, CF_OMIT_UNSET, NULL, WL, waypoint_for,
+	      "For a waypoint workload (`ambient waypoint --workload`): which traffic it takes, "
+	      "as Istio's `istio.io/waypoint-for` label; absent means `service`."),
 	FIELD("locality", t_locality, 0, "{}", WL, locality, "Topology."),
 	FIELD("clusterId", t_string, 0, "Kubernetes", WL, cluster_id, "Cluster name."),
 	FIELD("workloadName", t_string, 0, "", WL, workload_name, "Telemetry: owning workload."),
@@ -511,8 +517,12 @@ static const struct cfg_type t_policy = {
 static const struct cfg_type t_workload_list = ARRAY_OF(t_workload);
 static const struct cfg_type t_service_list = ARRAY_OF(t_service);
 static const struct cfg_type t_policy_list = ARRAY_OF(t_policy);
-static const struct cfg_type t_raw = {
-	.kind = CFG_RAW, .name = "array of objects", .size = sizeof(cJSON *)};
+static const struct cfg_type t_raw_routes = {
+	.kind = CFG_RAW, .name = "array of [HTTPRoute](#httproute)", .size = sizeof(cJSON *)};
+static const struct cfg_type t_raw_l7 = {
+	.kind = CFG_RAW,
+	.name = "array of [AuthorizationPolicy](#authorizationpolicy)",
+	.size = sizeof(cJSON *)};
 
 #define MC struct config
 static const struct cfg_field f_mesh[] = {
@@ -521,12 +531,11 @@ static const struct cfg_field f_mesh[] = {
 	LIST("services", t_service_list, CF_OMIT_UNSET, "[]", MC, services,
 	     "Services (may be omitted; then workloads' service references are not checked)."),
 	LIST("policies", t_policy_list, 0, "[]", MC, policies, "L4 authorization policies."),
-	FIELD("routes", t_raw, 0, "[]", MC, routes,
-	      "Gateway API HTTPRoute objects for waypoints (kept as given; checked by the "
-	      "waypoint)."),
-	FIELD("l7Policies", t_raw, 0, "[]", MC, l7_policies,
-	      "Istio AuthorizationPolicy objects with L7 fields for waypoints (kept as given; "
-	      "checked by the waypoint)."),
+	FIELD("routes", t_raw_routes, 0, "[]", MC, routes,
+	      "Gateway API HTTPRoute objects for waypoints (dumped as given)."),
+	FIELD("l7Policies", t_raw_l7, 0, "[]", MC, l7_policies,
+	      "Istio AuthorizationPolicy objects with L7 fields for waypoints (dumped as "
+	      "given)."),
 };
 #undef MC
 const struct cfg_type cfg_mesh_type = {
@@ -658,10 +667,29 @@ static const char doc_checks[] =
 	"| a service port with `targetPort` 0 that none of its endpoints maps | warning |\n"
 	"| a workload mapping a service port the service does not have | warning |\n"
 	"| an address-form `waypoint` matching no workload IP or VIP | warning |\n"
+	"| a route `parentRefs` / `backendRefs` entry naming a service that does not exist, or "
+	"a port it does not have | error |\n"
+	"| an `l7Policies` `targetRefs` entry naming a service (or, for `Gateway`, a waypoint "
+	"workload) that does not exist | error |\n"
+	"| two routes with the same `namespace/name` | error |\n"
+	"| a bad regular expression, duration, weight (0..1000000), redirect status or path "
+	"template | error |\n"
 	"| a Match with no lists (never matches) | warning |\n"
 	"\n"
 	"Istio allows services without endpoints (a deployment scaled to zero), so that is a "
 	"warning, not an error.\n";
+
+static const char doc_l7[] =
+	"\n## Waypoint objects\n"
+	"\n"
+	"`routes` and `l7Policies` hold Kubernetes objects in the JSON shape `kubectl get -o json` "
+	"prints (`apiVersion`, `kind`, `status` and bookkeeping metadata are accepted and "
+	"ignored). Path and header regular expressions are **POSIX extended** (libc `regcomp`), "
+	"not RE2 as in Envoy: most simple expressions behave the same, but RE2-only syntax such "
+	"as `\\d` or `(?i)` is rejected or means something else. A path `RegularExpression` "
+	"must match the whole path. Reference checks: every `parentRefs` and `backendRefs` "
+	"service, and every `targetRefs` service (or waypoint workload for `Gateway`), must "
+	"exist (errors).\n";
 
 static int md_type(struct buf *out, const struct cfg_type *t);
 
@@ -727,6 +755,10 @@ static int md_object(struct buf *out, const struct cfg_type *t)
 			rc = buf_printf(out, "| `%s` | — | | | %s |\n", f->name, f->doc);
 			continue;
 		}
+		if (f->flags & CF_IGNORED) {
+			rc = buf_printf(out, "| `%s` | any | | | %s |\n", f->name, f->doc);
+			continue;
+		}
 		if ((rc = buf_printf(out, "| `%s` | ", f->name)) < 0 ||
 		    (rc = md_type(out, f->type)) < 0 ||
 		    (rc = buf_printf(out, " | %s | ", (f->flags & CF_REQUIRED) ? "yes" : "")) < 0 ||
@@ -746,6 +778,10 @@ int config_schema_markdown(struct buf *out)
 	for (size_t i = 0; i < cfg_doc_ntypes && rc >= 0; i++)
 		if (is_doc_object(cfg_doc_types[i]))
 			rc = md_object(out, cfg_doc_types[i]);
+	if (rc >= 0)
+		rc = buf_append_str(out, doc_l7);
+	for (size_t i = 0; i < cfg_l7_doc_ntypes && rc >= 0; i++)
+		rc = md_object(out, cfg_l7_doc_types[i]);
 	if (rc >= 0)
 		rc = buf_append_str(
 			out, "\n## Value formats\n\n| format | accepted text |\n|---|---|\n");

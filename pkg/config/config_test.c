@@ -827,3 +827,58 @@ TEST(config_long_values_are_cut_in_messages)
 		  "character 0x20 not allowed (use letters, digits, '.', '-', '_')");
 	errlist_fini(&errs);
 }
+
+TEST(config_waypoint_objects_decoded)
+{
+	static const char doc[] =
+		"{\"workloads\": [{\"uid\": \"wp\", \"name\": \"wp\", \"namespace\": \"ns\", "
+		"\"workloadIps\": [\"10.0.0.9\"], \"waypointFor\": \"all\"}],"
+		"\"services\": [{\"name\": \"echo\", \"namespace\": \"ns\", \"hostname\": "
+		"\"e.ns\", "
+		"\"vips\": [\"10.96.0.1\"], \"ports\": {\"80\": 8080}}],"
+		"\"routes\": [{\"metadata\": {\"name\": \"r\", \"namespace\": \"ns\", \"labels\": "
+		"{\"a\": \"b\"}, \"managedFields\": [{}]}, \"spec\": {\"parentRefs\": [{\"kind\": "
+		"\"Service\", \"name\": \"echo\"}], \"rules\": [{\"backendRefs\": [{\"name\": "
+		"\"echo\", \"port\": 80}], \"timeouts\": {\"request\": \"1m30s\", "
+		"\"backendRequest\": \"500ms\"}}, {\"matches\": [{\"method\": \"POST\"}]}]}, "
+		"\"status\": {\"parents\": []}}],"
+		"\"l7Policies\": [{\"metadata\": {\"name\": \"p\"}, \"spec\": {\"targetRefs\": "
+		"[{\"kind\": \"Gateway\", \"name\": \"wp\", \"namespace\": \"ns\"}]}}]}";
+	struct errlist errs = {0};
+	struct config *c = config_parse("w.json", doc, sizeof(doc) - 1, 1, &errs);
+	const struct config_route *r;
+	const struct config_l7_policy *p;
+	size_t n;
+
+	for (size_t i = 0; i < errs.n; i++)
+		fprintf(stderr, "    %s\n", errs.items[i]);
+	REQUIRE(c);
+	CHECK_INT(config_workload_by_uid(c, "wp")->waypoint_for, CONFIG_WAYPOINT_FOR_ALL);
+	r = config_route_list(c, &n);
+	REQUIRE(n == 1);
+	CHECK_STR(r->key, "ns/r");
+	CHECK(r->spec.parent_refs[0].service == config_service_by_name(c, "ns", "echo"));
+	CHECK_INT(r->spec.parent_refs[0].port, 0);
+	REQUIRE(r->spec.n_rules == 2);
+	CHECK_INT(r->spec.rules[0].backend_refs[0].weight, 1);
+	CHECK_INT((int)r->spec.rules[0].timeouts.request_ms, 90000);
+	CHECK_INT((int)r->spec.rules[0].timeouts.backend_request_ms, 500);
+	CHECK_INT((int)r->spec.rules[0].n_matches, 0);
+	CHECK_INT(r->spec.rules[1].matches[0].path.type, CONFIG_PATH_PREFIX);
+	CHECK_STR(r->spec.rules[1].matches[0].path.value, "/");
+	CHECK_STR(config_http_method_name(r->spec.rules[1].matches[0].method), "POST");
+	p = config_l7_policy_list(c, &n);
+	REQUIRE(n == 1);
+	CHECK_STR(p->key, "default/p"); /* metadata.namespace defaults to "default" */
+	CHECK_INT(p->spec.action, CONFIG_L7_ALLOW);
+	CHECK_INT((int)p->spec.n_rules, 0);
+	config_unref(c);
+
+	uint64_t ms = 0;
+	CHECK_INT(config_duration_parse("1h30m", &ms), 0);
+	CHECK(ms == 5400000);
+	CHECK(config_duration_parse("123456s", &ms) < 0); /* more than 5 digits */
+	CHECK(config_duration_parse("1s2s3s4s5s", &ms) < 0);
+	CHECK(config_duration_parse("1.5s", &ms) < 0);
+	CHECK(config_duration_parse("", &ms) < 0);
+}

@@ -397,4 +397,5 @@ void cfg_link(struct cfg_ctx *ctx, struct config *c)
 				po->key);
 	}
 	free(referenced);
+	cfg_link_l7(ctx, c);
 }

@@ -1,0 +1,225 @@
+/* `ambient waypoint`: the L7 proxy (DESIGN.md §6): config watch and admin from the runtime, the
+ * data plane (15008 HBONE, HTTP routing and authorization) from pkg/waypoint, its own certificate
+ * from pkg/identity. */
+#include "cmd/cmd.h"
+#include "cmd/server.h"
+#include "pkg/identity/identity.h"
+#include "pkg/json/json.h"
+#include "pkg/waypoint/waypoint.h"
+#include "pkg/watch/watch.h"
+
+#include <string.h>
+
+struct wpc {
+	const char *ca_dir, *ca_url;
+	const char *workload;
+	const char *path_normalization;
+	int hbone_port;
+	bool reject_escaped_slashes;
+	uint64_t pool_idle_ms;
+	struct l7_norm_opts norm;
+	struct identity_mgr *idm;
+	struct waypoint *wp;
+};
+
+static const char *const norm_names[] = {"NONE", "BASE", "MERGE_SLASHES",
+					 "DECODE_AND_MERGE_SLASHES"};
+
+static int wpc_check(void *ctx, const struct server_settings *set, struct errbuf *eb)
+{
+	struct wpc *z = ctx;
+	bool found = false;
+
+	if (z->ca_dir && z->ca_url)
+		return errbuf_set(eb, E_INVAL,
+				  "waypoint takes one certificate source: --ca-dir DIR, or "
+				  "--ca-url URL with --ca-root FILE and --token-file FILE");
+	if (z->ca_url && (!set->ca_root || !set->token_file))
+		return errbuf_set(eb, E_INVAL, "--ca-url needs --ca-root and --token-file");
+	if (z->hbone_port <= 0 || z->hbone_port > 65535)
+		return errbuf_set(eb, E_INVAL, "--hbone-port must be in 1..65535");
+	if (!set->check_config && (!z->workload || !*z->workload))
+		return errbuf_set(eb, E_INVAL,
+				  "--workload UID is required: the waypoint workload of the mesh "
+				  "config that this process is");
+	for (size_t i = 0; i < ARRAY_LEN(norm_names); i++) {
+		if (strcasecmp(z->path_normalization, norm_names[i]) == 0) {
+			z->norm.mode = (enum l7_norm_mode)i;
+			found = true;
+		}
+	}
+	if (strcasecmp(z->path_normalization, "DEFAULT") == 0) {
+		z->norm.mode = L7_NORM_BASE;
+		found = true;
+	}
+	if (!found)
+		return errbuf_set(eb, E_INVAL,
+				  "--path-normalization must be DEFAULT, NONE, BASE, MERGE_SLASHES "
+				  "or DECODE_AND_MERGE_SLASHES");
+	z->norm.reject_escaped_slashes = z->reject_escaped_slashes;
+	return 0;
+}
+
+static int wpc_start(struct server *srv, void *ctx, struct errbuf *eb)
+{
+	struct wpc *z = ctx;
+	const struct server_settings *set = server_settings_get(srv);
+	struct identity_opts io = {
+		.ca_dir = z->ca_dir,
+		.ca_url = z->ca_url,
+		.ca_root = z->ca_url ? set->ca_root : NULL,
+		.token_file = z->ca_url ? set->token_file : NULL,
+	};
+	struct waypoint_opts wo = {
+		.workload_uid = z->workload,
+		.hbone_port = (uint16_t)z->hbone_port,
+		.norm = z->norm,
+		.pool_idle_ms = z->pool_idle_ms,
+	};
+	struct config *c;
+
+	if (!z->ca_dir && !z->ca_url) {
+		log_warn("waypoint: no certificate source, the data plane stays off",
+			 LF_STR("hint", "pass --ca-dir DIR or --ca-url URL"));
+		return 0;
+	}
+	z->idm = identity_mgr_new(&io, eb);
+	if (!z->idm)
+		return -E_INVAL;
+	wo.idm = z->idm;
+	z->wp = waypoint_new(&wo, eb);
+	if (!z->wp)
+		return -E_INVAL;
+	c = watch_current(server_watch(srv));
+	if (c) {
+		waypoint_set_config(z->wp, c);
+		config_unref(c);
+	}
+	return 0;
+}
+
+static void wpc_stop(struct server *srv, void *ctx)
+{
+	struct wpc *z = ctx;
+
+	(void)srv;
+	waypoint_free(z->wp);
+	identity_mgr_free(z->idm);
+	z->wp = NULL;
+	z->idm = NULL;
+}
+
+static void wpc_on_config(struct server *srv, void *ctx, struct config *c)
+{
+	struct wpc *z = ctx;
+
+	(void)srv;
+	if (z->wp)
+		waypoint_set_config(z->wp, c);
+}
+
+static int wpc_worker_init(struct server *srv, void *ctx, struct ev_loop *loop, unsigned worker,
+			   struct errbuf *eb)
+{
+	struct wpc *z = ctx;
+
+	(void)srv;
+	return z->wp ? waypoint_worker_start(z->wp, loop, worker, eb) : 0;
+}
+
+static void wpc_worker_fini(struct server *srv, void *ctx, struct ev_loop *loop, unsigned worker)
+{
+	struct wpc *z = ctx;
+
+	(void)srv;
+	if (z->wp)
+		waypoint_worker_stop(z->wp, loop, worker);
+}
+
+static void wpc_drain(struct server *srv, void *ctx)
+{
+	struct wpc *z = ctx;
+
+	(void)srv;
+	if (z->wp)
+		waypoint_drain(z->wp);
+}
+
+static size_t wpc_active(struct server *srv, void *ctx)
+{
+	struct wpc *z = ctx;
+
+	(void)srv;
+	return z->wp ? waypoint_active(z->wp) : 0;
+}
+
+static const char *wpc_not_ready(struct server *srv, void *ctx)
+{
+	struct wpc *z = ctx;
+
+	(void)srv;
+	return z->wp ? waypoint_not_ready(z->wp)
+		     : "data plane off: no certificate source (--ca-dir DIR or --ca-url URL)";
+}
+
+static void wpc_dump(struct server *srv, void *ctx, struct json_writer *w)
+{
+	struct wpc *z = ctx;
+
+	(void)srv;
+	if (z->idm) {
+		struct identity_status st;
+		identity_status_get(z->idm, &st);
+		json_write_key(w, "certificates");
+		identity_status_write_json(&st, w);
+		identity_status_fini(&st);
+	}
+	if (!z->wp)
+		return;
+	json_write_key(w, "waypoint");
+	waypoint_dump(z->wp, w);
+}
+
+int cmd_waypoint(int argc, char **argv)
+{
+	static struct wpc z = {.hbone_port = 15008,
+			       .path_normalization = "DEFAULT",
+			       .pool_idle_ms = 5 * 60 * 1000};
+	static const struct flag flags[] = {
+		{"ca-dir", FLAG_STR, &z.ca_dir,
+		 "sign the waypoint's certificate locally from this CA directory", "DIR"},
+		{"ca-url", FLAG_STR, &z.ca_url, "remote CA (with --ca-root and --token-file)",
+		 "URL"},
+		{"workload", FLAG_STR, &z.workload,
+		 "the waypoint workload (uid) of the mesh config that this process is", "UID"},
+		{"hbone-port", FLAG_INT, &z.hbone_port,
+		 "HBONE port to listen on and to dial on endpoints (15008)", "PORT"},
+		{"path-normalization", FLAG_STR, &z.path_normalization,
+		 "DEFAULT (= BASE), NONE, BASE, MERGE_SLASHES or DECODE_AND_MERGE_SLASHES "
+		 "(Istio's MeshConfig pathNormalization)",
+		 "MODE"},
+		{"reject-escaped-slashes", FLAG_BOOL, &z.reject_escaped_slashes,
+		 "answer 400 to paths containing %2F or %5C instead of forwarding them unchanged",
+		 NULL},
+		{"pool-idle-timeout", FLAG_DURATION, &z.pool_idle_ms,
+		 "close a pooled upstream HBONE connection idle this long (5m)", "DUR"},
+	};
+	static const struct server_component comp = {
+		.name = "waypoint",
+		.flags = flags,
+		.nflags = ARRAY_LEN(flags),
+		.ctx = &z,
+		.check = wpc_check,
+		.start = wpc_start,
+		.stop = wpc_stop,
+		.dump = wpc_dump,
+		.on_config = wpc_on_config,
+		.worker_init = wpc_worker_init,
+		.worker_fini = wpc_worker_fini,
+		.not_ready = wpc_not_ready,
+		.drain = wpc_drain,
+		.active = wpc_active,
+	};
+
+	return server_main(&comp, argc, argv);
+}

@@ -1,0 +1,1112 @@
+/* HTTP/1.1 inside the waypoint's tunnels: one downstream stream per client connection, one
+ * exchange per request (authorize, route, filter, forward over an upstream HBONE stream, stream
+ * the response back), local replies (400/403/404/500/503/504, redirects). HTTP/2
+ * prior-knowledge streams are handed to waypoint_h2.c.
+ *
+ *   downstream stream (client's ztunnel -> us)          upstream stream (us -> endpoint ztunnel)
+ *
+ *   CONNECT vip:port --> authority bound here? --400-->
+ *        | 200
+ *        v
+ *   idle --HEAD--> exchange: normalize (400) -> authz (403) -> route (404) -> redirect (3xx)
+ *    ^                 -> backend (500) -> endpoint (503) -> open upstream ---> request head+body
+ *    |                                                                       <--- response head
+ *    |            <------------------- response head / body (re-framed) ----  body / END
+ *    +-- keep-alive: next request (pipelined bytes wait in `in`) <-- exchange done: log, metrics
+ */
+#include "pkg/waypoint/waypoint_int.h"
+#include "pkg/proxy/proxy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+static void xchg_finish(struct xchg *x);
+static const char *bind_check(struct dstr *d, const struct net_addr *dst);
+static void upstream_failed(struct xchg *x, const char *flags, const char *why);
+
+/* ---- downstream output ----------------------------------------------------------------------- */
+
+static void dstr_flush(struct dstr *d)
+{
+	if (d->parent) {
+		wp_h2_child_flush(d);
+		return;
+	}
+	if (!d->s.t || d->s.sid <= 0)
+		return;
+	if (wp_stream_flush(&d->s, &d->out) < 0)
+		return;
+	if (d->closing && !d->shut && buf_len(&d->out) == 0 && !d->x) {
+		d->shut = true;
+		hbone_stream_shutdown_write(d->s.t->h, d->s.sid);
+		wtun_kick(d->s.t);
+	}
+}
+
+static void dstr_reset(struct dstr *d)
+{
+	if (d->parent) {
+		wp_h2_child_reset(d);
+		return;
+	}
+	if (d->s.t && d->s.sid > 0 && d->s.t->h) {
+		hbone_stream_reset(d->s.t->h, d->s.sid, HBONE_CANCEL);
+		wtun_kick(d->s.t);
+	}
+}
+
+/* ---- backpressure ---------------------------------------------------------------------------- */
+
+/* Response bytes waiting on the client side of d. */
+static size_t down_backlog(const struct dstr *d)
+{
+	if (d->parent)
+		return buf_len(&d->h2body) + buf_len(&d->out) + buf_len(&d->parent->out);
+	return buf_len(&d->out);
+}
+
+void wp_ustr_credit(struct ustr *u)
+{
+	if (!u->unacked || !u->s.t || u->s.sid <= 0 || !u->s.t->h)
+		return;
+	if (u->x && down_backlog(u->x->d) >= WP_CREDIT_LOW)
+		return;
+	hbone_stream_consumed(u->s.t->h, u->s.sid, u->unacked);
+	u->unacked = 0;
+	wtun_kick(u->s.t);
+}
+
+/* The client's bytes are credited unless the exchange waits for its response (pipelined bytes
+ * stay unread) or its upstream has a backlog. HTTP/2 connections are credited at once: nghttp2
+ * does the per-stream flow control of the inner session. */
+static void dstr_credit(struct dstr *d)
+{
+	if (d->parent || !d->unacked || !d->s.t || d->s.sid <= 0 || !d->s.t->h)
+		return;
+	if (d->x && (d->x->req_end || (d->x->u && buf_len(&d->x->u->out) >= WP_CREDIT_LOW)))
+		return;
+	hbone_stream_consumed(d->s.t->h, d->s.sid, d->unacked);
+	d->unacked = 0;
+	wtun_kick(d->s.t);
+}
+
+/* A response generated here: status, a short text body, optional extra header. */
+static void local_reply(struct xchg *x, int status, const char *flags, const char *reason,
+			const char *hname, const char *hvalue)
+{
+	struct dstr *d = x->d;
+	char body[256];
+	struct http1_field f[3];
+	size_t nf = 0;
+	int n = snprintf(body, sizeof(body), "%s\n", reason);
+
+	x->local = true;
+	x->status = status;
+	x->flags = flags;
+	x->reason = reason;
+	x->resp_started = true;
+	f[nf++] = (struct http1_field){http1_s("content-type"), http1_s("text/plain")};
+	if (hname)
+		f[nf++] = (struct http1_field){http1_s(hname), http1_s(hvalue ? hvalue : "")};
+	if (x->close_after)
+		f[nf++] = (struct http1_field){http1_s("connection"), http1_s("close")};
+	size_t before = buf_len(&d->out);
+	http1_format_response_head(&d->out, status, NULL, f, nf, n);
+	if (!x->head_req)
+		buf_append(&d->out, body, (size_t)n);
+	x->resp_bytes += buf_len(&d->out) - before;
+	x->resp_end = true;
+	dstr_flush(d);
+}
+
+/* ---- exchanges ------------------------------------------------------------------------------- */
+
+static void on_xchg_timer(struct ev_loop *loop, struct ev_timer *tm)
+{
+	struct xchg *x = ev_container_of(tm, struct xchg, timer);
+
+	(void)loop;
+	if (!x->resp_started) {
+		local_reply(x, 504, "UT", "upstream request timeout", NULL, NULL);
+		x->close_after = true;
+		xchg_finish(x);
+		return;
+	}
+	x->flags = "UT";
+	x->reason = "request timeout while streaming the response";
+	x->d->closing = true;
+	dstr_reset(x->d);
+	xchg_finish(x);
+}
+
+static void ustr_free(struct ustr *u)
+{
+	wtun_del(&u->s);
+	buf_fini(&u->in);
+	buf_fini(&u->out);
+	free(u);
+}
+
+/* Drops the upstream stream of x, freed on its CLOSED event: after a complete exchange it is
+ * half-closed (the backend sees EOF after its response, as after a client that is done), else
+ * reset. */
+static void ustr_release(struct ustr *u, bool graceful)
+{
+	if (!u)
+		return;
+	u->x = NULL;
+	if (u->closed || !u->s.t) {
+		if (!u->in_gone)
+			ustr_free(u);
+		return;
+	}
+	if (u->s.sid > 0 && u->s.t->h) {
+		if (graceful && !buf_len(&u->out))
+			hbone_stream_shutdown_write(u->s.t->h, u->s.sid);
+		else
+			hbone_stream_reset(u->s.t->h, u->s.sid, HBONE_CANCEL);
+		wtun_kick(u->s.t);
+	} else {
+		ustr_free(u); /* never opened: nothing will report on it */
+	}
+}
+
+static void xchg_finish(struct xchg *x)
+{
+	struct dstr *d = x->d;
+	struct wp_record r = {
+		.src_wl = d->src_wl,
+		.dst_wl = x->dst_wl,
+		.dst_svc = x->dst_svc ? x->dst_svc : d->svc,
+		.src_id = d->peer_id,
+		.dst_id = x->dst_wl ? x->dst_wl->identity : NULL,
+		.method = x->method,
+		.authority = x->host,
+		.path = x->path,
+		.flags = x->flags,
+		.upstream = x->upstream,
+		.request_id = x->req_id,
+		.reason = x->reason,
+		.status = x->status,
+		.duration_ms = time_mono_ms() - x->start_ms,
+		.req_bytes = x->req_bytes,
+		.resp_bytes = x->resp_bytes,
+	};
+
+	if (x->route) {
+		r.has_route = true;
+		r.route = x->route->key;
+		r.route_rule = x->rule_index;
+	}
+	if (x->policy) {
+		r.has_policy = true;
+		r.policy = x->policy->key;
+		r.policy_rule = x->policy_rule;
+	}
+	wp_record(d->wk->w, &r);
+	if (x->inflight_uid) {
+		wp_inflight_add(d->wk, x->inflight_uid, -1);
+		free(x->inflight_uid);
+	}
+	ev_timer_del(d->wk->loop, &x->timer);
+	ustr_release(x->u, x->resp_end && x->req_end && !x->local);
+	if (x->close_after || !x->resp_end || d->parent)
+		d->closing = true;
+	d->x = NULL;
+	free(x);
+	if (http1_parser_state(&d->p) == HTTP1_STATE_UPGRADED)
+		http1_parser_resume(&d->p);
+	dstr_flush(d);
+	if (!d->closing)
+		wp_dstr_process(d);
+	dstr_credit(d);
+}
+
+static bool is_hop(const struct http1_msg *m, struct slice name)
+{
+	return http1_is_hop_by_hop(m, name) || http1_slice_eq(name, "content-length") ||
+	       http1_slice_eq(name, "host");
+}
+
+static bool in_names(struct slice name, const char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (http1_slice_eq(name, names[i]))
+			return true;
+	return false;
+}
+
+static bool in_headers(struct slice name, const struct config_http_header *h, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (http1_slice_eq(name, h[i].name))
+			return true;
+	return false;
+}
+
+static void gen_request_id(struct wp_worker *wk, char *out, size_t cap)
+{
+	uint64_t a = wp_rand(wk), b = wp_rand(wk);
+
+	/* A version-4 UUID layout. */
+	snprintf(out, cap, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32),
+		 (unsigned)(a >> 16) & 0xffff, (unsigned)a & 0xfff,
+		 (unsigned)(0x8000 | ((b >> 48) & 0x3fff)),
+		 (unsigned long long)(b & 0xffffffffffffull));
+}
+
+/* The upstream request head: the client's headers minus hop-by-hop ones, edited by the rule's
+ * RequestHeaderModifier, with Host, x-forwarded-for, x-forwarded-proto and x-request-id. */
+static int build_request(struct xchg *x, const struct http1_msg *m,
+			 const struct config_header_filter *mod, const char *host, struct buf *b)
+{
+	struct dstr *d = x->d;
+	struct http1_field f;
+	size_t pos = 0;
+	struct slice xff = {NULL, 0};
+	char *xffv;
+	int rc = http1_format_request_line(b, m->method_raw, http1_s(x->path));
+
+	while (rc >= 0 && http1_fields_next(&m->headers, &pos, &f)) {
+		if (is_hop(m, f.name))
+			continue;
+		if (http1_slice_eq(f.name, "x-forwarded-for")) {
+			if (!xff.p)
+				xff = f.value;
+			continue;
+		}
+		if (http1_slice_eq(f.name, "x-request-id"))
+			continue;
+		if (mod && (in_names(f.name, mod->remove, mod->n_remove) ||
+			    in_headers(f.name, mod->set, mod->n_set)))
+			continue;
+		rc = http1_format_field(b, f.name, f.value);
+	}
+	for (size_t i = 0; mod && rc >= 0 && i < mod->n_set; i++)
+		rc = http1_format_field_str(b, mod->set[i].name, mod->set[i].value);
+	for (size_t i = 0; mod && rc >= 0 && i < mod->n_add; i++)
+		rc = http1_format_field_str(b, mod->add[i].name, mod->add[i].value);
+	if (rc >= 0)
+		rc = http1_format_field_str(b, "host", host);
+	xffv = xff.p ? xasprintf("%.*s, %s", (int)xff.n, (const char *)xff.p, d->src_ip)
+		     : xstrdup(d->src_ip);
+	if (rc >= 0 && d->src_ip[0])
+		rc = http1_format_field_str(b, "x-forwarded-for", xffv);
+	free(xffv);
+	if (rc >= 0)
+		rc = http1_format_field_str(b, "x-forwarded-proto", "http");
+	if (rc >= 0)
+		rc = http1_format_field_str(b, "x-request-id", x->req_id);
+	if (rc >= 0 && x->traceparent[0])
+		rc = http1_format_field_str(b, "traceparent", x->traceparent);
+	/* One upstream stream per request (no upstream keep-alive yet): the backend closes after
+	 * its response, so the stream ends cleanly. */
+	if (rc >= 0)
+		rc = http1_format_field_str(b, "connection", "close");
+	if (rc >= 0)
+		rc = http1_format_length(
+			b, m->framing == HTTP1_FRAMING_LENGTH	 ? (int64_t)m->content_length
+			   : m->framing == HTTP1_FRAMING_CHUNKED ? HTTP1_LEN_CHUNKED
+								 : HTTP1_LEN_NONE);
+	if (rc >= 0)
+		rc = http1_format_end(b);
+	return rc;
+}
+
+static void redirect(struct xchg *x, const struct config_redirect *rd,
+		     const struct config_route_match *match)
+{
+	char path[L7_PATH_MAX], loc[L7_PATH_MAX + 400], host[256];
+	const char *scheme = rd->scheme == CONFIG_SCHEME_HTTPS ? "https" : "http";
+	const char *colon;
+	char port[16] = "";
+
+	snprintf(host, sizeof(host), "%s", rd->hostname && *rd->hostname ? rd->hostname : x->host);
+	colon = strrchr(host, ':');
+	if (colon && !strchr(colon, ']') && (!rd->hostname || !*rd->hostname))
+		host[colon - host] = '\0';
+	if (rd->port && !((rd->port == 80 && !strcmp(scheme, "http")) ||
+			  (rd->port == 443 && !strcmp(scheme, "https"))))
+		snprintf(port, sizeof(port), ":%u", rd->port);
+	if (rd->path.present) {
+		if (l7_path_rewrite(&rd->path, match, x->path, path, sizeof(path)) < 0) {
+			local_reply(x, 500, "-", "redirect path too long", NULL, NULL);
+			return;
+		}
+	} else {
+		snprintf(path, sizeof(path), "%s", x->path);
+	}
+	snprintf(loc, sizeof(loc), "%s://%s%s%s", scheme, host, port, path);
+	local_reply(x, rd->status_code, "-", "redirected by route", "location", loc);
+}
+
+/* Envoy's LEAST_REQUEST (Istio's default for waypoints), as power of two choices: two endpoints
+ * drawn at random (healthy ones, weighted by capacity), the one with fewer requests in flight
+ * from this worker wins. */
+static const struct config_endpoint *pick_endpoint(struct wp_worker *wk,
+						   const struct config_service *svc, uint16_t port,
+						   uint16_t *target_port)
+{
+	uint16_t pa = port, pb = port;
+	const struct config_endpoint *a = proxy_pick_endpoint(svc, port, wp_rand(wk), &pa);
+	const struct config_endpoint *b;
+
+	if (!a)
+		return NULL;
+	b = proxy_pick_endpoint(svc, port, wp_rand(wk), &pb);
+	if (b && b->workload != a->workload &&
+	    wp_inflight_get(wk, b->workload->uid) < wp_inflight_get(wk, a->workload->uid)) {
+		*target_port = pb;
+		return b;
+	}
+	*target_port = pa;
+	return a;
+}
+
+/* Opens the upstream for x to service svc port `port` (or workload wl at port). */
+static void forward(struct xchg *x, const struct http1_msg *m, const struct config_service *svc,
+		    const struct config_workload *wl, uint16_t port,
+		    const struct config_header_filter *mod, const char *host)
+{
+	struct dstr *d = x->d;
+	struct waypoint *w = d->wk->w;
+	const struct config_workload *ep = wl;
+	uint16_t target_port = port;
+	struct net_ip nip;
+	struct net_addr target, auth;
+	char authority[HBONE_AUTHORITY_MAX + 1];
+	struct errbuf eb = {0};
+	struct ustr *u;
+
+	if (svc) {
+		const struct config_endpoint *e = pick_endpoint(d->wk, svc, port, &target_port);
+		if (!e) {
+			local_reply(x, 503, "UH", "no healthy upstream", NULL, NULL);
+			return;
+		}
+		ep = e->workload;
+	}
+	x->dst_svc = svc;
+	x->dst_wl = ep;
+	if (!ep || ep->n_workload_ips == 0) {
+		local_reply(x, 503, "UH", "no healthy upstream", NULL, NULL);
+		return;
+	}
+	if (ep->protocol != CONFIG_PROTOCOL_HBONE) {
+		local_reply(x, 503, "UF",
+			    "plain-TCP endpoints are not supported by the waypoint yet", NULL,
+			    NULL);
+		return;
+	}
+	proxy_ip_to_net(&nip, &ep->workload_ips[0]);
+	net_addr_from_ip(&auth, &nip, target_port);
+	net_addr_from_ip(&target, &nip, w->o.hbone_port);
+	proxy_authority(&auth, authority, sizeof(authority));
+	snprintf(x->upstream, sizeof(x->upstream), "%s", authority);
+	x->inflight_uid = xstrdup(ep->uid);
+	wp_inflight_add(d->wk, ep->uid, 1);
+	u = xcalloc(1, sizeof(*u));
+	u->x = x;
+	buf_init(&u->in, WP_BUF_MAX);
+	buf_init(&u->out, WP_BUF_MAX);
+	http1_parser_init(&u->p, HTTP1_RESPONSE, NULL);
+	http1_parser_set_method(&u->p, m->method);
+	x->chunked_up = m->framing == HTTP1_FRAMING_CHUNKED;
+	if (build_request(x, m, mod, host, &u->out) < 0) {
+		buf_fini(&u->in);
+		buf_fini(&u->out);
+		free(u);
+		local_reply(x, 400, "-", "cannot forward these request headers", NULL, NULL);
+		return;
+	}
+	x->u = u;
+	if (wp_upstream_open(d->wk, d->snap, &u->s, &target, authority, ep->identity, &eb) < 0) {
+		x->u = NULL;
+		ustr_free(u);
+		local_reply(x, 503, "UF", "cannot open the upstream tunnel", NULL, NULL);
+		return;
+	}
+	wp_stream_flush(&u->s, &u->out);
+}
+
+static void xchg_timeout(struct xchg *x, const struct config_route_rule *rule)
+{
+	uint64_t ms = 0;
+
+	if (rule) {
+		ms = rule->timeouts.request_ms;
+		if (rule->timeouts.backend_request_ms &&
+		    (!ms || rule->timeouts.backend_request_ms < ms))
+			ms = rule->timeouts.backend_request_ms;
+	}
+	if (ms)
+		ev_timer_add(x->d->wk->loop, &x->timer, ms);
+}
+
+/* Each request is decided with the newest snapshot: a kept-alive stream sees config changes
+ * (the destination is bound again; NULL when it no longer is). */
+static const char *refresh_snap(struct dstr *d)
+{
+	struct wp_snap *cur = wp_snap_get(d->wk->w), *old = d->snap;
+	const char *why;
+
+	if (!cur || cur == old) {
+		wp_snap_put(cur);
+		return NULL;
+	}
+	d->snap = cur;
+	wp_snap_put(old);
+	d->svc = NULL;
+	d->dwl = NULL;
+	why = cur->self ? bind_check(d, &d->dst) : "this waypoint is not in the config";
+	d->src_wl = config_workload_by_ip(cur->c, "", &d->src_cip);
+	return why;
+}
+
+/* A request head arrived: decide and start forwarding, or answer locally. */
+static void xchg_start(struct dstr *d, const struct http1_msg *m)
+{
+	struct xchg *x = xcalloc(1, sizeof(*x));
+	struct wp_snap *sn;
+	struct l7_header hdrs[128];
+	size_t nh = 0, pos = 0;
+	struct http1_field f;
+	struct l7_request req = {0};
+	struct l7_authz_result az;
+	struct l7_route_result rr;
+	const struct config_header_filter *mod = NULL;
+	const struct config_service *bsvc = d->svc;
+	uint16_t bport = d->port;
+	const char *why;
+	char host[256];
+	struct slice rid;
+
+	d->x = x;
+	x->d = d;
+	x->start_ms = time_mono_ms();
+	x->status = 0;
+	x->flags = "-";
+	x->client_version = m->version;
+	x->head_req = m->method == HTTP1_M_HEAD;
+	x->close_after = !m->keep_alive;
+	ev_timer_init(&x->timer, on_xchg_timer);
+	snprintf(x->method, sizeof(x->method), "%.*s", (int)m->method_raw.n,
+		 (const char *)m->method_raw.p);
+	why = refresh_snap(d);
+	sn = d->snap;
+	snprintf(x->host, sizeof(x->host), "%.*s", (int)m->host.n, (const char *)m->host.p);
+	x->req_bytes = m->headers.raw.n + m->method_raw.n + m->target.n + 16;
+	if (http1_fields_get(&m->headers, "x-request-id", &rid) && rid.n > 0 && rid.n < 48)
+		snprintf(x->req_id, sizeof(x->req_id), "%.*s", (int)rid.n, (const char *)rid.p);
+	else
+		gen_request_id(d->wk, x->req_id, sizeof(x->req_id));
+	if (!http1_fields_get(&m->headers, "traceparent", &rid)) {
+		/* W3C Trace Context: start a trace (version 00, sampled) when none came in; a
+		 * received one is forwarded as is. */
+		uint64_t t1 = wp_rand(d->wk), t2 = wp_rand(d->wk), sp = wp_rand(d->wk);
+		snprintf(x->traceparent, sizeof(x->traceparent), "00-%016llx%016llx-%016llx-01",
+			 (unsigned long long)t1, (unsigned long long)t2, (unsigned long long)sp);
+	}
+	if (why) {
+		snprintf(x->path, sizeof(x->path), "%.*s",
+			 (int)(m->target.n < 512 ? m->target.n : 512), (const char *)m->target.p);
+		x->close_after = true;
+		local_reply(x, 503, "NR", why, NULL, NULL);
+		return;
+	}
+	if (l7_path_normalize((const char *)m->target.p, m->target.n, &d->wk->w->o.norm, x->path,
+			      sizeof(x->path), &why) < 0) {
+		snprintf(x->path, sizeof(x->path), "%.*s",
+			 (int)(m->target.n < 512 ? m->target.n : 512), (const char *)m->target.p);
+		x->close_after = true;
+		local_reply(x, 400, "-", why, NULL, NULL);
+		return;
+	}
+	while (nh < ARRAY_LEN(hdrs) && http1_fields_next(&m->headers, &pos, &f))
+		hdrs[nh++] = (struct l7_header){f.name, f.value};
+	req.method = x->method;
+	req.path = x->path;
+	req.host = x->host;
+	req.headers = hdrs;
+	req.n_headers = nh;
+	req.source_principal = d->principal;
+	req.source_ip = d->have_src_ip ? &d->src_cip : NULL;
+	req.dest_port = d->port;
+
+	l7_authz_check(sn->c, d->svc, sn->self, &req, &az);
+	if (az.audit)
+		log_info("waypoint: AUDIT policy matched", LF_STR("policy", az.audit->key),
+			 LF_U64("rule", az.audit_rule), LF_STR("path", x->path));
+	if (!az.allow) {
+		x->policy = az.policy;
+		x->policy_rule = az.rule;
+		local_reply(x, 403, "DENY", az.reason, NULL, NULL);
+		return;
+	}
+	snprintf(host, sizeof(host), "%s", x->host);
+	if (d->svc && l7_service_has_routes(sn->t, d->svc, d->port)) {
+		const struct config_route_rule *rule;
+		if (!l7_route_select(sn->t, d->svc, d->port, &req, &rr)) {
+			local_reply(x, 404, "NR", "no route matched", NULL, NULL);
+			return;
+		}
+		rule = rr.rule;
+		x->route = rr.route;
+		x->rule_index = rr.rule_index;
+		xchg_timeout(x, rule);
+		for (size_t i = 0; i < rule->n_filters; i++) {
+			const struct config_route_filter *fl = &rule->filters[i];
+			char np[L7_PATH_MAX];
+			switch (fl->type) {
+			case CONFIG_FILTER_REQUEST_HEADER:
+				mod = &fl->request_header_modifier;
+				break;
+			case CONFIG_FILTER_RESPONSE_HEADER:
+				x->resp_mod = &fl->response_header_modifier;
+				break;
+			case CONFIG_FILTER_REDIRECT:
+				redirect(x, &fl->request_redirect, rr.match);
+				return;
+			case CONFIG_FILTER_URL_REWRITE:
+				if (fl->url_rewrite.hostname && *fl->url_rewrite.hostname)
+					snprintf(host, sizeof(host), "%s",
+						 fl->url_rewrite.hostname);
+				if (fl->url_rewrite.path.present &&
+				    l7_path_rewrite(&fl->url_rewrite.path, rr.match, x->path, np,
+						    sizeof(np)) >= 0)
+					snprintf(x->path, sizeof(x->path), "%s", np);
+				break;
+			}
+		}
+		int k = l7_backend_pick(rule, wp_rand(d->wk));
+		if (k < 0) {
+			local_reply(x, 500, "-", "route has no backend with a weight", NULL, NULL);
+			return;
+		}
+		bsvc = rule->backend_refs[k].service;
+		bport = rule->backend_refs[k].port;
+	}
+	if (bsvc)
+		forward(x, m, bsvc, NULL, bport, mod, host);
+	else
+		forward(x, m, NULL, d->dwl, d->port, mod, host);
+}
+
+/* ---- the downstream request side ---------------------------------------------------------------
+ */
+
+static void up_write_body(struct xchg *x, const uint8_t *p, size_t n)
+{
+	struct ustr *u = x->u;
+
+	x->req_bytes += n;
+	if (!u || x->local)
+		return;
+	if ((x->chunked_up ? http1_format_chunk(&u->out, p, n) : buf_append(&u->out, p, n)) < 0) {
+		/* Past WP_BUF_MAX despite the flow control: never forward a truncated body. */
+		x->u = NULL;
+		ustr_release(u, false);
+		upstream_failed(x, "UO", "request body backlog over the limit");
+		return;
+	}
+	wp_stream_flush(&u->s, &u->out);
+}
+
+static void up_write_end(struct xchg *x)
+{
+	struct ustr *u = x->u;
+
+	if (!u || x->local)
+		return;
+	if (x->chunked_up)
+		http1_format_last_chunk(&u->out, NULL, 0);
+	wp_stream_flush(&u->s, &u->out);
+}
+
+static bool preface_prefix(const struct buf *in)
+{
+	size_t n = buf_len(in) < sizeof(h2_preface) - 1 ? buf_len(in) : sizeof(h2_preface) - 1;
+
+	return n > 0 && memcmp(buf_rptr(in), h2_preface, n) == 0;
+}
+
+void wp_dstr_process(struct dstr *d)
+{
+	while (!d->closing && !d->h2) {
+		struct http1_event ev;
+		int n;
+
+		if (d->x && d->x->req_end)
+			return; /* the next request waits for this response */
+		if (d->first && buf_len(&d->in)) {
+			if (preface_prefix(&d->in)) {
+				if (buf_len(&d->in) < sizeof(h2_preface) - 1 && !d->peer_eof)
+					return;
+				if (buf_len(&d->in) >= sizeof(h2_preface) - 1) {
+					d->first = false;
+					wp_h2_start(d);
+					return;
+				}
+			}
+			d->first = false;
+		}
+		if (buf_len(&d->in) == 0 && http1_parser_state(&d->p) == HTTP1_STATE_IDLE) {
+			if (d->peer_eof && !d->x) {
+				d->closing = true;
+				dstr_flush(d);
+			}
+			return;
+		}
+		n = http1_parser_push(&d->p, buf_rptr(&d->in), buf_len(&d->in), &ev);
+		if (n < 0) {
+			struct xchg *x = d->x;
+			int st = http1_parser_status(&d->p);
+			if (x && x->resp_started) {
+				x->flags = "DPE";
+				x->reason = http1_parser_reason(&d->p);
+				d->closing = true;
+				dstr_reset(d);
+				xchg_finish(x);
+				return;
+			}
+			if (!x) {
+				x = xcalloc(1, sizeof(*x));
+				x->d = d;
+				d->x = x;
+				x->start_ms = time_mono_ms();
+				ev_timer_init(&x->timer, on_xchg_timer);
+				gen_request_id(d->wk, x->req_id, sizeof(x->req_id));
+			}
+			ustr_release(x->u, false);
+			x->u = NULL;
+			x->close_after = true;
+			local_reply(x, st ? st : 400, "DPE", http1_parser_reason(&d->p), NULL,
+				    NULL);
+			xchg_finish(x);
+			return;
+		}
+		switch (ev.type) {
+		case HTTP1_EV_HEAD: xchg_start(d, ev.msg); break;
+		case HTTP1_EV_BODY:
+			if (d->x)
+				up_write_body(d->x, ev.data.p, ev.data.n);
+			break;
+		case HTTP1_EV_END:
+		case HTTP1_EV_UPGRADE:
+			if (d->x) {
+				d->x->req_end = true;
+				up_write_end(d->x);
+			}
+			break;
+		case HTTP1_EV_NONE: break;
+		}
+		buf_consume(&d->in, (size_t)n);
+		if (d->x && d->x->req_end && d->x->resp_end) {
+			xchg_finish(d->x);
+			return;
+		}
+		if (ev.type == HTTP1_EV_NONE) {
+			if (d->peer_eof) {
+				struct http1_event e2;
+				if (http1_parser_eof(&d->p, &e2) < 0 && d->x) {
+					d->x->flags = "DC";
+					d->x->reason = "client closed mid-request";
+					d->closing = true;
+					xchg_finish(d->x);
+				}
+			}
+			return;
+		}
+	}
+}
+
+/* ---- the upstream response side -------------------------------------------------------------- */
+
+static void resp_head(struct xchg *x, const struct http1_msg *m)
+{
+	struct dstr *d = x->d;
+	const struct config_header_filter *mod = x->resp_mod;
+	struct http1_field f;
+	size_t pos = 0, before = buf_len(&d->out);
+	int64_t len;
+	bool no_body = x->head_req || m->status == 204 || m->status == 304;
+
+	x->status = m->status;
+	x->resp_started = true;
+	http1_format_status_line(&d->out, m->status, NULL);
+	while (http1_fields_next(&m->headers, &pos, &f)) {
+		if (http1_is_hop_by_hop(m, f.name) || http1_slice_eq(f.name, "content-length"))
+			continue;
+		if (mod && (in_names(f.name, mod->remove, mod->n_remove) ||
+			    in_headers(f.name, mod->set, mod->n_set)))
+			continue;
+		http1_format_field(&d->out, f.name, f.value);
+	}
+	for (size_t i = 0; mod && i < mod->n_set; i++)
+		http1_format_field_str(&d->out, mod->set[i].name, mod->set[i].value);
+	for (size_t i = 0; mod && i < mod->n_add; i++)
+		http1_format_field_str(&d->out, mod->add[i].name, mod->add[i].value);
+	if (no_body) {
+		if (m->has_content_length) {
+			char cl[24];
+			snprintf(cl, sizeof(cl), "%llu", (unsigned long long)m->content_length);
+			http1_format_field_str(&d->out, "content-length", cl);
+		}
+		len = HTTP1_LEN_NONE;
+	} else if (m->framing == HTTP1_FRAMING_LENGTH) {
+		len = (int64_t)m->content_length;
+	} else if (m->framing == HTTP1_FRAMING_NONE) {
+		len = 0;
+	} else if (x->client_version >= 1) {
+		len = HTTP1_LEN_CHUNKED;
+		x->chunked_out = true;
+	} else {
+		len = HTTP1_LEN_NONE; /* HTTP/1.0 client: close-delimited */
+		x->close_after = true;
+	}
+	if (x->close_after)
+		http1_format_field_str(&d->out, "connection", "close");
+	http1_format_length(&d->out, len);
+	http1_format_end(&d->out);
+	x->resp_bytes += buf_len(&d->out) - before;
+}
+
+static void upstream_failed(struct xchg *x, const char *flags, const char *why)
+{
+	if (!x->resp_started) {
+		ustr_release(x->u, false);
+		x->u = NULL;
+		local_reply(x, 503, flags, why, NULL, NULL);
+		if (x->req_end)
+			xchg_finish(x);
+		return;
+	}
+	x->flags = flags;
+	x->reason = why;
+	x->d->closing = true;
+	dstr_reset(x->d);
+	xchg_finish(x);
+}
+
+static void ustr_process(struct ustr *u)
+{
+	struct xchg *x = u->x;
+
+	while (x && u->x == x) {
+		struct http1_event ev;
+		int n = http1_parser_push(&u->p, buf_rptr(&u->in), buf_len(&u->in), &ev);
+
+		if (n < 0) {
+			upstream_failed(x, "UPE", http1_parser_reason(&u->p));
+			return;
+		}
+		switch (ev.type) {
+		case HTTP1_EV_HEAD:
+			if (ev.msg->status >= 100 && ev.msg->status < 200) {
+				/* 100 Continue goes to an HTTP/1.1 client (it may be waiting for
+				 * it before sending the body); other interim responses do not. */
+				if (ev.msg->status == 100 && x->client_version >= 1 &&
+				    !x->resp_started) {
+					http1_format_status_line(&x->d->out, 100, NULL);
+					http1_format_end(&x->d->out);
+				}
+				break;
+			}
+			resp_head(x, ev.msg);
+			break;
+		case HTTP1_EV_BODY:
+			x->resp_bytes += ev.data.n;
+			if ((x->chunked_out ? http1_format_chunk(&x->d->out, ev.data.p, ev.data.n)
+					    : buf_append(&x->d->out, ev.data.p, ev.data.n)) < 0) {
+				upstream_failed(x, "UO", "response backlog over the limit");
+				return;
+			}
+			break;
+		case HTTP1_EV_END:
+		case HTTP1_EV_UPGRADE:
+			if (!x->resp_started)
+				break; /* the END of a 1xx */
+			if (x->chunked_out)
+				http1_format_last_chunk(&x->d->out, NULL, 0);
+			x->resp_end = true;
+			break;
+		case HTTP1_EV_NONE: break;
+		}
+		buf_consume(&u->in, (size_t)n);
+		dstr_flush(x->d);
+		if (x->resp_end) {
+			if (x->req_end)
+				xchg_finish(x);
+			else
+				x->close_after =
+					true; /* answered before the body: Envoy closes too */
+			return;
+		}
+		if (ev.type == HTTP1_EV_NONE)
+			break;
+	}
+	if (x && u->x == x && u->peer_eof) {
+		struct http1_event ev;
+		if (http1_parser_eof(&u->p, &ev) < 0 || ev.type != HTTP1_EV_END) {
+			upstream_failed(x, "UC", "upstream closed before the response ended");
+			return;
+		}
+		if (x->chunked_out)
+			http1_format_last_chunk(&x->d->out, NULL, 0);
+		x->resp_end = true;
+		dstr_flush(x->d);
+		if (x->req_end)
+			xchg_finish(x);
+		else
+			x->close_after = true;
+	}
+}
+
+/* ---- tunnel events --------------------------------------------------------------------------- */
+
+/* Whether this waypoint serves dst: a VIP:port of a service bound to it, or (waypointFor
+ * workload|all) a workload ip:port bound to it. */
+static const char *bind_check(struct dstr *d, const struct net_addr *dst)
+{
+	const struct wp_snap *sn = d->snap;
+	const struct config_workload *self = sn->self;
+	enum config_waypoint_for wf = self->waypoint_for;
+	struct config_ip ip;
+	struct net_ip nip;
+	const struct config_gateway *gw = NULL;
+	uint16_t port = net_addr_port(dst);
+
+	net_addr_ip(dst, &nip);
+	proxy_ip_from_net(&ip, &nip);
+	d->port = port;
+	d->svc = config_service_by_vip(sn->c, "", &ip);
+	if (d->svc) {
+		bool has_port = false;
+		if (wf == CONFIG_WAYPOINT_FOR_WORKLOAD || wf == CONFIG_WAYPOINT_FOR_NONE)
+			return "this waypoint is not for service traffic (waypointFor)";
+		for (size_t i = 0; i < d->svc->n_ports; i++)
+			has_port |= d->svc->ports[i].service_port == port;
+		if (!has_port)
+			return "the service has no such port";
+		gw = &d->svc->waypoint;
+	} else {
+		d->dwl = config_workload_by_ip(sn->c, "", &ip);
+		if (!d->dwl)
+			return "not a service VIP or workload address";
+		if (wf != CONFIG_WAYPOINT_FOR_WORKLOAD && wf != CONFIG_WAYPOINT_FOR_ALL)
+			return "this waypoint is not for workload traffic (waypointFor)";
+		gw = &d->dwl->waypoint;
+	}
+	if (!gw->present)
+		return "the destination has no waypoint";
+	if (gw->destination.kind == CONFIG_GATEWAY_ADDRESS) {
+		for (size_t i = 0; i < self->n_workload_ips; i++)
+			if (config_ip_equal(&self->workload_ips[i], &gw->destination.address.ip))
+				return NULL;
+		const struct config_service *ws =
+			config_service_by_vip(sn->c, "", &gw->destination.address.ip);
+		for (size_t i = 0; ws && i < ws->n_endpoints; i++)
+			if (ws->endpoints[i].workload == self)
+				return NULL;
+		return "the destination uses another waypoint";
+	}
+	const struct config_service *ws =
+		config_service_by_key(sn->c, gw->destination.namespace, gw->destination.hostname);
+	for (size_t i = 0; ws && i < ws->n_endpoints; i++)
+		if (ws->endpoints[i].workload == self)
+			return NULL;
+	return "the destination uses another waypoint";
+}
+
+void wp_dstr_free(struct dstr *d)
+{
+	atomic_fetch_sub(&d->wk->w->active, 1);
+	wtun_del(&d->s);
+	wp_snap_put(d->snap);
+	buf_fini(&d->in);
+	buf_fini(&d->out);
+	buf_fini(&d->h2body);
+	free(d);
+}
+
+/* The downstream stream is gone: end its exchange (and its HTTP/2 streams). */
+void wp_dstr_end(struct dstr *d)
+{
+	if (d->h2)
+		wp_h2_end(d);
+	if (d->x) {
+		if (!d->x->resp_end) {
+			d->x->flags = "DC";
+			d->x->reason = "downstream closed";
+		}
+		d->closing = true;
+		xchg_finish(d->x);
+	}
+	wp_dstr_free(d);
+}
+
+static void on_request(struct wtun *t, const struct hbone_event *ev)
+{
+	struct wp_worker *wk = t->wk;
+	struct dstr *d;
+	const char *why;
+	char a[NET_ADDR_STRLEN];
+	struct net_ip pip;
+
+	if (!ev->request.ok) {
+		hbone_stream_respond(t->h, ev->stream_id, 400);
+		log_warn("waypoint: bad HBONE request", LF_STR("reason", ev->request.reason));
+		return;
+	}
+	d = xcalloc(1, sizeof(*d));
+	d->wk = wk;
+	d->snap = wp_snap_get(wk->w);
+	d->dst = ev->request.addr;
+	d->first = true;
+	atomic_fetch_add(&wk->w->active, 1);
+	buf_init(&d->in, WP_BUF_MAX);
+	buf_init(&d->out, WP_BUF_MAX);
+	http1_parser_init(&d->p, HTTP1_REQUEST, NULL);
+	snprintf(d->peer_id, sizeof(d->peer_id), "%s", t->peer_id);
+	snprintf(d->principal, sizeof(d->principal), "%s",
+		 strncmp(t->peer_id, "spiffe://", 9) == 0 ? t->peer_id + 9 : t->peer_id);
+	net_addr_ip(&t->peer, &pip);
+	net_ip_format(&pip, d->src_ip, sizeof(d->src_ip));
+	proxy_ip_from_net(&d->src_cip, &pip);
+	d->have_src_ip = true;
+	why = d->snap && d->snap->self ? bind_check(d, &d->dst) : "no config";
+	if (why) {
+		hbone_stream_respond(t->h, ev->stream_id, 400);
+		log_warn("waypoint: tunnel refused",
+			 LF_STR("authority", hbone_authority_format(&d->dst, a, sizeof(a))),
+			 LF_STR("src.identity", t->peer_id), LF_STR("reason", why));
+		atomic_fetch_sub(&wk->w->active, 1);
+		wp_snap_put(d->snap);
+		buf_fini(&d->in);
+		buf_fini(&d->out);
+		free(d);
+		return;
+	}
+	d->src_wl = config_workload_by_ip(d->snap->c, "", &d->src_cip);
+	d->s.sid = ev->stream_id;
+	wtun_add(t, &d->s);
+	hbone_stream_set_user(t->h, ev->stream_id, d);
+	hbone_stream_respond(t->h, ev->stream_id, 200);
+}
+
+void wp_down_event(struct wtun *t, const struct hbone_event *ev)
+{
+	struct dstr *d = ev->stream_user;
+
+	if (ev->type == HBONE_EV_REQUEST) {
+		on_request(t, ev);
+		return;
+	}
+	if (!d)
+		return;
+	switch (ev->type) {
+	case HBONE_EV_DATA:
+		if (buf_append(&d->in, ev->data.p, ev->data.n) < 0) {
+			dstr_reset(d);
+			break;
+		}
+		d->unacked += ev->data.n;
+		if (d->h2)
+			wp_h2_input(d);
+		else
+			wp_dstr_process(d);
+		dstr_credit(d);
+		break;
+	case HBONE_EV_PEER_EOF:
+		d->peer_eof = true;
+		if (d->h2)
+			wp_h2_input(d);
+		else
+			wp_dstr_process(d);
+		break;
+	case HBONE_EV_WRITABLE:
+		if (d->h2) {
+			wp_h2_pump(d);
+		} else {
+			dstr_flush(d);
+			if (d->x && d->x->u)
+				wp_ustr_credit(d->x->u);
+		}
+		break;
+	case HBONE_EV_CLOSED:
+		hbone_stream_set_user(t->h, ev->stream_id, NULL);
+		d->s.sid = 0;
+		wp_dstr_end(d);
+		break;
+	default: break;
+	}
+}
+
+void wp_up_event(struct wtun *t, struct wstream *s, const struct hbone_event *ev)
+{
+	struct ustr *u = (struct ustr *)s;
+
+	switch (ev->type) {
+	case HBONE_EV_RESPONSE:
+		if (ev->status != 200 && u->x)
+			upstream_failed(u->x, "UF", "upstream ztunnel refused the HBONE CONNECT");
+		break;
+	case HBONE_EV_DATA:
+		if (buf_append(&u->in, ev->data.p, ev->data.n) < 0) {
+			hbone_stream_reset(t->h, ev->stream_id, HBONE_CANCEL);
+			break;
+		}
+		u->unacked += ev->data.n;
+		ustr_process(u);
+		if (!u->closed) /* ustr_process may have finished the exchange; u lives on */
+			wp_ustr_credit(u);
+		break;
+	case HBONE_EV_PEER_EOF:
+		u->peer_eof = true;
+		ustr_process(u);
+		break;
+	case HBONE_EV_WRITABLE:
+		wp_stream_flush(&u->s, &u->out);
+		if (u->x)
+			dstr_credit(u->x->d);
+		break;
+	case HBONE_EV_CLOSED:
+		hbone_stream_set_user(t->h, ev->stream_id, NULL);
+		u->closed = true;
+		u->s.sid = 0;
+		wp_stream_gone(&u->s, ev->error_code ? hbone_error_code_str(ev->error_code)
+						     : "stream closed");
+		break;
+	default: break;
+	}
+}
+
+void wp_stream_gone(struct wstream *s, const char *why)
+{
+	if (!s->up) {
+		struct dstr *d = (struct dstr *)s;
+		wp_dstr_end(d);
+		return;
+	}
+	struct ustr *u = (struct ustr *)s;
+	u->closed = true;
+	u->in_gone = true;
+	if (u->x) {
+		struct xchg *x = u->x;
+		if (!x->resp_end && buf_len(&u->in)) {
+			u->peer_eof = true;
+			ustr_process(u); /* may finish x, which then lets go of u */
+		}
+		if (u->x == x) {
+			x->u = NULL;
+			u->x = NULL;
+			if (!x->resp_end)
+				upstream_failed(x, x->resp_started ? "UC" : "UF", why);
+		}
+	}
+	ustr_free(u);
+}

@@ -1,0 +1,230 @@
+/* Private types of pkg/waypoint: snapshots, workers, HBONE tunnels and the streams on them. */
+#ifndef AMBIENT_WAYPOINT_INT_H
+#define AMBIENT_WAYPOINT_INT_H
+
+#include "pkg/waypoint/waypoint.h"
+#include "pkg/buf/buf.h"
+#include "pkg/hbone/hbone.h"
+#include "pkg/http1/http1.h"
+#include "pkg/net/net.h"
+#include "pkg/tls/tls.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define WP_MAX_WORKERS 64
+#define WP_CONNECT_TIMEOUT_MS 10000
+/* Flow control is the backpressure: bytes received on a stream are credited back to its sender
+ * only while what they turned into on the other side stays under WP_CREDIT_LOW; with the HBONE
+ * stream window (4 MiB) on top, a buffer never grows past WP_BUF_MAX. */
+#define WP_CREDIT_LOW (256u << 10)
+#define WP_BUF_MAX (8u << 20)
+
+/* A config snapshot with what the waypoint derived from it. */
+struct wp_snap {
+	atomic_uint refs;
+	struct config *c;
+	struct l7_table *t;
+	const struct config_workload *self; /* NULL: not in this config */
+};
+
+struct wp_worker;
+struct wtun;
+
+/* A stream on a tunnel: a downstream client connection (server tunnel) or an upstream request
+ * (client tunnel). Both embed this first. */
+struct wstream {
+	struct wtun *t;
+	int32_t sid; /* 0 while the tunnel handshakes (client) */
+	bool up;
+	struct wstream *next, *prev;		 /* the tunnel's streams */
+	char authority[HBONE_AUTHORITY_MAX + 1]; /* up: the CONNECT authority */
+};
+
+struct wtun {
+	struct wp_worker *wk;
+	struct wtun *next, *prev;
+	struct ev_io io;
+	struct ev_timer timer; /* connect/handshake timeout, then HTTP/2 ticks */
+	struct ev_timer kick;
+	struct ev_timer idle;
+	struct tls_conn tls;
+	bool tls_on, server, connecting, running, dead;
+	struct hbone_session *h;
+	struct wstream *streams;
+	struct net_addr peer, local;
+	struct wp_snap *snap;
+	struct identity_waiter waiter;
+	atomic_bool post_pending;
+	char key[2 * TLS_URI_SIZE + NET_ADDR_STRLEN + 8]; /* client: pool key */
+	char expect_id[TLS_URI_SIZE];
+	char peer_id[TLS_URI_SIZE]; /* server: the client's SPIFFE ID */
+	char why[256];
+};
+
+struct waypoint {
+	struct waypoint_opts o;
+	char *uid;
+	pthread_mutex_t mu;
+	struct wp_snap *snap;
+	atomic_bool draining;
+	atomic_uint workers_up;
+	atomic_size_t active;
+	struct wp_worker *workers[WP_MAX_WORKERS];
+	struct metrics_family *m_total, *m_dur, *m_req_bytes, *m_resp_bytes;
+	struct metrics_series *m_accepted;
+};
+
+/* Requests in flight to one endpoint from one worker (least-request choice). */
+struct wp_inflight {
+	char *uid;
+	uint32_t n;
+};
+
+struct wp_worker {
+	struct waypoint *w;
+	struct wp_inflight *inflight;
+	size_t n_inflight, cap_inflight;
+	struct ev_loop *loop;
+	unsigned idx;
+	struct net_listener lsn;
+	bool lsn_on;
+	struct wtun *tuns;
+	uint64_t rnd;
+};
+
+/* ---- HTTP (waypoint_http.c, waypoint_h2.c) ----------------------------------------------------
+ */
+struct wp_h2;
+struct xchg;
+struct ustr;
+
+struct dstr {
+	struct wstream s; /* first */
+	struct wp_worker *wk;
+	struct wp_snap *snap;
+	const struct config_service *svc;  /* destination service (VIP authority) */
+	const struct config_workload *dwl; /* destination workload (workload authority) */
+	const struct config_workload *src_wl;
+	struct net_addr dst;
+	uint16_t port;
+	char src_ip[NET_IP_STRLEN];
+	struct config_ip src_cip;
+	bool have_src_ip;
+	char peer_id[TLS_URI_SIZE];
+	char principal[TLS_URI_SIZE];
+	struct buf in, out;
+	struct http1_parser p;
+	bool peer_eof, closing, shut, first;
+	size_t unacked; /* received from the client, not yet credited */
+	struct xchg *x;
+	/* HTTP/2 (waypoint_h2.c): the connection side owns the nghttp2 session; each h2 stream
+	 * is a child dstr that sees its request as HTTP/1.1 and whose HTTP/1.1 response is
+	 * translated back. */
+	struct wp_h2 *h2;
+	struct dstr *parent;
+	struct dstr *h2next, *h2prev;
+	int32_t h2_sid;
+	void *h2_req;		/* child: the request while its HEADERS arrive */
+	struct http1_parser rp; /* child: parses its own HTTP/1.1 output */
+	struct buf h2body;	/* child: response body for the data provider */
+	bool h2_chunked_in, h2_submitted, h2_eof, h2_closed;
+};
+
+struct ustr {
+	struct wstream s; /* first */
+	struct xchg *x;	  /* NULL once its exchange finished */
+	struct buf in, out;
+	struct http1_parser p;
+	bool peer_eof, closed;
+	size_t unacked; /* received from the backend, not yet credited */
+	bool in_gone;	/* wp_stream_gone runs: it frees u itself */
+};
+
+struct xchg {
+	struct dstr *d;
+	struct ustr *u;
+	uint64_t start_ms;
+	char method[24];
+	char path[L7_PATH_MAX];
+	char host[256];
+	char req_id[48];
+	char traceparent[64]; /* started here when the client sent none */
+	char upstream[HBONE_AUTHORITY_MAX + 1];
+	const char *flags;
+	const char *reason;
+	int status;
+	bool local, req_end, resp_started, resp_end, head_req, chunked_up, chunked_out, close_after;
+	int client_version;
+	uint64_t req_bytes, resp_bytes;
+	const struct config_route *route;
+	size_t rule_index;
+	const struct config_l7_policy *policy;
+	size_t policy_rule;
+	const struct config_header_filter *resp_mod;
+	char *inflight_uid; /* the endpoint, counted in the worker's in-flight requests */
+	const struct config_service *dst_svc;
+	const struct config_workload *dst_wl;
+	struct ev_timer timer;
+};
+
+/* waypoint_http.c, for waypoint_h2.c */
+void wp_dstr_process(struct dstr *d);
+void wp_dstr_end(struct dstr *d);
+void wp_dstr_free(struct dstr *d);
+/* Credits the backend's bytes once the client side has room (see WP_CREDIT_LOW). */
+void wp_ustr_credit(struct ustr *u);
+/* waypoint_h2.c: an HTTP/2 prior-knowledge stream */
+void wp_h2_start(struct dstr *d);	/* d->in starts with the preface */
+void wp_h2_input(struct dstr *d);	/* more bytes in d->in (or d->peer_eof) */
+void wp_h2_pump(struct dstr *d);	/* send what the session has (HBONE writable) */
+void wp_h2_child_flush(struct dstr *c); /* the child wrote HTTP/1.1 response bytes */
+void wp_h2_child_reset(struct dstr *c);
+void wp_h2_end(struct dstr *d); /* the HBONE stream is gone: children first */
+
+/* One finished request for telemetry (waypoint.c). */
+struct wp_record {
+	const struct config_workload *src_wl, *dst_wl;
+	const struct config_service *dst_svc;
+	const char *src_id, *dst_id;
+	const char *method, *authority, *path, *flags, *upstream, *request_id;
+	const char *route, *policy, *reason;
+	size_t route_rule, policy_rule;
+	bool has_route, has_policy;
+	int status;
+	uint64_t duration_ms, req_bytes, resp_bytes;
+};
+void wp_record(struct waypoint *w, const struct wp_record *r);
+
+/* waypoint.c */
+struct wp_snap *wp_snap_get(struct waypoint *w);
+void wp_snap_put(struct wp_snap *s);
+uint64_t wp_rand(struct wp_worker *wk);
+/* In-flight requests per endpoint workload uid on this worker: get, +1, -1 (entries at 0 go). */
+uint32_t wp_inflight_get(const struct wp_worker *wk, const char *uid);
+void wp_inflight_add(struct wp_worker *wk, const char *uid, int delta);
+/* Server tunnel events for a stream (request, data, eof, writable, closed). */
+void wp_down_event(struct wtun *t, const struct hbone_event *ev);
+/* Client tunnel events for an upstream stream. */
+void wp_up_event(struct wtun *t, struct wstream *s, const struct hbone_event *ev);
+/* The tunnel of s failed or closed before s ended. */
+void wp_stream_gone(struct wstream *s, const char *why);
+
+/* waypoint_tun.c */
+void wtun_kick(struct wtun *t);
+void wtun_close(struct wtun *t, const char *why);
+void wtun_add(struct wtun *t, struct wstream *s);
+void wtun_del(struct wstream *s);
+/* The worker's loop stopped: closes and frees every tunnel (their streams end first). */
+void wtun_close_all(struct wp_worker *wk);
+void wp_on_accept(struct net_listener *l, int fd, const struct net_addr *peer);
+/* Opens an upstream stream s (s->up) to target (ip:hbone_port) with :authority, expecting
+ * dst_id, presenting the waypoint's identity; reuses a pooled tunnel. The stream's events
+ * arrive in wp_up_event. 0 or -E_* (eb). */
+int wp_upstream_open(struct wp_worker *wk, struct wp_snap *snap, struct wstream *s,
+		     const struct net_addr *target, const char *authority, const char *dst_id,
+		     struct errbuf *eb);
+/* Writes what fits of out into s (once its stream id exists); returns 0 or -E_*. */
+int wp_stream_flush(struct wstream *s, struct buf *out);
+
+#endif

@@ -1,0 +1,488 @@
+"""End-to-end L7 waypoint (DESIGN.md §6, docs/waypoint.md): unmodified curl -> client ztunnel ->
+HBONE -> `ambient waypoint` (L7 authorization, HTTPRoute routing, filters) -> HBONE -> the
+server's ztunnel -> real HTTP backends.
+
+Three netns on one bridge (in W), subnet 10.84.0.0/24, service VIPs in 10.96.84.0/24:
+  A: client 10.84.0.1, its ztunnel, nft capture of the VIPs to :15001
+  W: the waypoint workload 10.84.0.2 (bridge owner), `ambient waypoint`
+  B: backends server1 10.84.0.3 and server2 10.84.0.4 (python http.server), their ztunnel
+Needs root, nft and curl; every netns and process is cleaned up, processes stopped by PID."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import BIN, stop_all, wait_for
+from test_ztunnel import NsProc, ns_curl, nsrun, write_atomic
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("curl"),
+    reason="needs root, nft and curl")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VIP, VIP2 = "10.96.84.10", "10.96.84.11"
+WP_HOST = "waypoint.server.svc.cluster.local"
+CLIENT_ID = "spiffe://cluster.local/ns/client/sa/client"
+
+
+def wl(uid, ip, sa, ns="server", **extra):
+    d = {"uid": uid, "name": uid, "namespace": ns, "serviceAccount": sa,
+         "workloadIps": [ip], "protocol": "HBONE"}
+    d.update(extra)
+    return d
+
+
+def mesh():
+    """echo (VIP .10) and echo-v2 (VIP .11) use the waypoint; an HTTPRoute on echo sends /v2 to
+    echo-v2, /hdr through header filters, /app and /admin to echo; nothing else matches. An L7
+    DENY policy on echo refuses /admin."""
+    wp = {"destination": "server/" + WP_HOST}
+    return {
+        "workloads": [
+            wl("client", "10.84.0.1", "client", ns="client"),
+            wl("waypoint", "10.84.0.2", "waypoint",
+               services={"server/" + WP_HOST: {"15008": 15008}}),
+            wl("server1", "10.84.0.3", "server",
+               services={"server/echo.server.svc.cluster.local": {"80": 8080}}),
+            wl("server2", "10.84.0.4", "server-v2",
+               services={"server/echo-v2.server.svc.cluster.local": {"80": 8080}},
+               waypoint={"destination": "/10.84.0.2"}),
+        ],
+        "services": [
+            {"name": "echo", "namespace": "server", "hostname": "echo.server.svc.cluster.local",
+             "vips": [VIP], "ports": {"80": 8080}, "waypoint": wp},
+            {"name": "echo-v2", "namespace": "server",
+             "hostname": "echo-v2.server.svc.cluster.local", "vips": [VIP2],
+             "ports": {"80": 8080}, "waypoint": wp},
+            {"name": "waypoint", "namespace": "server", "hostname": WP_HOST,
+             "vips": ["10.96.84.20"], "ports": {"15008": 15008}},
+        ],
+        "routes": [{
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "echo", "namespace": "server", "resourceVersion": "7",
+                         "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {
+                "parentRefs": [{"group": "", "kind": "Service", "name": "echo", "port": 80}],
+                "rules": [
+                    {"matches": [{"path": {"type": "PathPrefix", "value": "/v2"}}],
+                     "backendRefs": [{"name": "echo-v2", "port": 80}]},
+                    {"matches": [{"path": {"type": "PathPrefix", "value": "/hdr"}}],
+                     "filters": [
+                         {"type": "RequestHeaderModifier", "requestHeaderModifier": {
+                             "set": [{"name": "x-wp-test", "value": "yes"}],
+                             "add": [{"name": "x-wp-added", "value": "1"}],
+                             "remove": ["x-drop-me"]}},
+                         {"type": "ResponseHeaderModifier", "responseHeaderModifier": {
+                             "add": [{"name": "x-wp-resp", "value": "from-waypoint"}]}}],
+                     "backendRefs": [{"name": "echo", "port": 80}]},
+                    {"matches": [{"path": {"type": "PathPrefix", "value": "/app"}},
+                                 {"path": {"type": "PathPrefix", "value": "/admin"}}],
+                     "backendRefs": [{"name": "echo", "port": 80}]},
+                    {"matches": [{"path": {"type": "PathPrefix", "value": "/old"}}],
+                     "filters": [{"type": "RequestRedirect", "requestRedirect": {
+                         "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/new"},
+                         "statusCode": 301}}]},
+                    {"matches": [{"path": {"type": "PathPrefix", "value": "/rw"}}],
+                     "filters": [{"type": "URLRewrite", "urlRewrite": {
+                         "hostname": "echo.internal",
+                         "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/app"}}}],
+                     "backendRefs": [{"name": "echo", "port": 80}]},
+                    {"matches": [{"path": {"type": "PathPrefix", "value": "/slow"}}],
+                     "timeouts": {"request": "300ms"},
+                     "backendRefs": [{"name": "echo", "port": 80}]},
+                    {"matches": [{"path": {"type": "Exact", "value": "/split"}}],
+                     "backendRefs": [{"name": "echo", "port": 80, "weight": 1},
+                                     {"name": "echo-v2", "port": 80, "weight": 3}]},
+                ]},
+            "status": {}}],
+        "l7Policies": [{
+            "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "deny-admin", "namespace": "server"},
+            "spec": {"targetRefs": [{"kind": "Service", "group": "", "name": "echo"}],
+                     "action": "DENY",
+                     "rules": [{"to": [{"operation": {"paths": ["/admin", "/admin/*"]}}]}]}}],
+    }
+
+
+def veth(ns_out, ns_br, name, ips):
+    """A veth from ns_out into the bridge br0 of ns_br; ips go on the ns_out end."""
+    peer = "p" + name[1:]
+    subprocess.run(["ip", "-n", ns_out, "link", "add", name, "type", "veth", "peer", "name",
+                    peer, "netns", ns_br], check=True)
+    for ip in ips:
+        subprocess.run(["ip", "-n", ns_out, "addr", "add", ip, "dev", name], check=True)
+    subprocess.run(["ip", "-n", ns_out, "link", "set", name, "up"], check=True)
+    subprocess.run(["ip", "-n", ns_br, "link", "set", peer, "master", "br0"], check=True)
+    subprocess.run(["ip", "-n", ns_br, "link", "set", peer, "up"], check=True)
+
+
+@pytest.fixture
+def mesh_env(netns, tmp_path):
+    a, w, b = netns(), netns(), netns()
+    subprocess.run(["ip", "-n", w, "link", "add", "br0", "type", "bridge"], check=True)
+    subprocess.run(["ip", "-n", w, "addr", "add", "10.84.0.2/24", "dev", "br0"], check=True)
+    subprocess.run(["ip", "-n", w, "link", "set", "br0", "up"], check=True)
+    veth(a, w, "wa" + a[-6:], ["10.84.0.1/24"])
+    veth(b, w, "wb" + b[-6:], ["10.84.0.3/24", "10.84.0.4/24"])
+    for ns in (a, w, b):
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+    subprocess.run(["ip", "-n", a, "route", "add", "10.96.84.0/24", "dev", "wa" + a[-6:]],
+                   check=True)
+    nftfile = tmp_path / "capture.nft"
+    nftfile.write_text(
+        "table ip t {\n chain out {\n  type nat hook output priority -100;\n"
+        "  meta mark 1337 return\n"
+        "  ip daddr 10.96.84.0/24 tcp dport 80 redirect to :15001\n"
+        "  ip daddr 10.84.0.4 tcp dport 8080 redirect to :15001\n"
+        " }\n}\n")
+    r = nsrun(a, "nft", "-f", str(nftfile), check=False)
+    assert r.returncode == 0, r.stderr
+
+    cadir = str(tmp_path / "ca")
+    r = subprocess.run([BIN, "ca", "init", "--trust-domain", "cluster.local", "--dir", cadir],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    path = str(tmp_path / "mesh.json")
+    write_atomic(path, mesh())
+    common = ["--mesh-config", path, "--ca-dir", cadir, "--admin", "127.0.0.1:15000",
+              "--metrics", "127.0.0.1:15020", "--ready", "127.0.0.1:15021"]
+    started = []
+
+    def run(ns, name, args):
+        p = NsProc(ns, args, str(tmp_path / f"{name}.log"))
+        started.append(p)
+        return p
+
+    def ready(ns, p):
+        if not p.alive():
+            raise AssertionError("exited:\n" + p.logtext())
+        r = ns_curl(ns, "http://127.0.0.1:15021/healthz/ready", timeout=3)
+        return r.returncode == 0 and r.stdout.strip() == b"ready"
+
+    try:
+        za = run(a, "ztunnel-a", [BIN, "ztunnel"] + common)
+        zb = run(b, "ztunnel-b", [BIN, "ztunnel"] + common)
+        wp = run(w, "waypoint", [BIN, "waypoint", "--workload", "waypoint", "--log-level", os.environ.get("WP_LOG", "info")] + common)
+        backend = os.path.join(HERE, "waypoint_backend.py")
+        for name, ip in (("server1", "10.84.0.3"), ("server2", "10.84.0.4")):
+            run(b, "backend-" + name, [sys.executable, backend, name, ip, "8080"])
+        for ns, p, what in ((a, za, "ztunnel A"), (b, zb, "ztunnel B"), (w, wp, "waypoint")):
+            wait_for(lambda: ready(ns, p), what=what + " ready")
+        for ip in ("10.84.0.3", "10.84.0.4"):
+            wait_for(lambda: nsrun(b, "curl", "-s", "-o", "/dev/null", f"http://{ip}:8080/",
+                                   check=False).returncode == 0, what="backend up")
+        yield {"a": a, "w": w, "b": b, "wp": wp, "za": za, "zb": zb, "path": path}
+    finally:
+        stop_all(started, lambda p: "backend" not in os.path.basename(p.log_path))
+
+
+def curl(env, url, *extra, timeout=20):
+    """Unmodified curl from the client netns (captured by its ztunnel)."""
+    return nsrun(env["a"], "curl", "-sS", "-i", "--max-time", str(timeout), *extra, url,
+                 check=False, timeout=timeout + 10)
+
+
+def split(raw):
+    """(status, headers dict, body) of the last response in curl -i output."""
+    text = raw.decode(errors="replace")
+    head, _, body = text.rpartition("\r\n\r\n")
+    head = head.split("HTTP/1.1 ")[-1]
+    lines = head.split("\r\n")
+    status = int(lines[0].split()[0])
+    hdrs = {}
+    for l in lines[1:]:
+        k, _, v = l.partition(":")
+        hdrs[k.strip().lower()] = v.strip()
+    return status, hdrs, body
+
+
+def logs(p, *needles):
+    return [l for l in p.logtext().splitlines() if all(n in l for n in needles)]
+
+
+def diag(env):
+    return "\n--- waypoint\n" + env["wp"].logtext()[-3000:] + "\n--- ztunnel A\n" + \
+        env["za"].logtext()[-1500:] + "\n--- ztunnel B\n" + env["zb"].logtext()[-1500:]
+
+
+def test_waypoint_forwards_curl_with_keepalive(mesh_env):
+    """Two requests on one kept-alive client connection both reach server1 through the waypoint,
+    which adds x-request-id and x-forwarded-for and logs one access line per request."""
+    r = nsrun(mesh_env["a"], "curl", "-sS", "--max-time", "20", f"http://{VIP}/app/one",
+              f"http://{VIP}/app/two", check=False, timeout=30)
+    assert r.returncode == 0, (r.stderr, diag(mesh_env))
+    docs = [json.loads(l) for l in r.stdout.decode().splitlines() if l.strip()]
+    assert [d["server"] for d in docs] == ["server1", "server1"], docs
+    assert [d["path"] for d in docs] == ["/app/one", "/app/two"]
+    h = docs[0]["headers"]
+    assert h["x-forwarded-for"] == "10.84.0.1", h
+    assert len(h["x-request-id"]) == 36 and h["host"] == VIP, h
+    assert h["traceparent"].startswith("00-") and len(h["traceparent"]) == 55, h
+    r = nsrun(mesh_env["a"], "curl", "-sS", "--max-time", "20", "-H",
+              "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "-H",
+              "x-request-id: my-id", f"http://{VIP}/app/t", check=False, timeout=30)
+    h = json.loads(r.stdout)["headers"]
+    assert h["traceparent"] == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", h
+    assert h["x-request-id"] == "my-id", h
+    assert "connection" not in h or h["connection"].lower() != "upgrade"
+    wp = mesh_env["wp"]
+    wait_for(lambda: len(logs(wp, "request complete", "path=/app/")) >= 2,
+             what="two access-log lines")
+    line = logs(wp, "request complete", "path=/app/one")[0]
+    for want in ("method=GET", "status=200", f"authority={VIP}", "upstream=10.84.0.3:8080",
+                 CLIENT_ID, "spiffe://cluster.local/ns/server/sa/server", "route=server/echo#2"):
+        assert want in line, line
+    # The waypoint presented its own identity to ztunnel B, which logged the inbound stream.
+    wait_for(lambda: logs(mesh_env["zb"], "inbound", "10.84.0.3:8080",
+                          "spiffe://cluster.local/ns/server/sa/waypoint"),
+             what="ztunnel B sees the waypoint's identity")
+    # Each upstream stream ends cleanly (half-close after the response), not with a reset.
+    wait_for(lambda: len(logs(mesh_env["zb"], "connection complete", "10.84.0.3:8080")) >= 2,
+             what="ztunnel B access logs")
+    done = logs(mesh_env["zb"], "connection complete", "10.84.0.3:8080")
+    assert all("level=info" in l and "reset" not in l for l in done), done
+
+
+def test_waypoint_route_sends_v2_to_second_backend(mesh_env):
+    status, hdrs, body = split(curl(mesh_env, f"http://{VIP}/v2/items?x=1").stdout)
+    assert status == 200, diag(mesh_env)
+    doc = json.loads(body)
+    assert doc["server"] == "server2" and doc["path"] == "/v2/items?x=1", doc
+    assert hdrs["x-backend"] == "server2"
+
+
+def test_waypoint_header_filters_visible_at_backend(mesh_env):
+    r = curl(mesh_env, f"http://{VIP}/hdr", "-H", "x-drop-me: 1", "-H", "x-wp-test: no")
+    status, hdrs, body = split(r.stdout)
+    assert status == 200, diag(mesh_env)
+    h = json.loads(body)["headers"]
+    assert h["x-wp-test"] == "yes" and h["x-wp-added"] == "1", h
+    assert "x-drop-me" not in h, h
+    assert hdrs["x-wp-resp"] == "from-waypoint", hdrs
+
+
+def test_waypoint_l7_deny_is_403_and_logged(mesh_env):
+    wp = mesh_env["wp"]
+    for path in ("/admin", "/admin/users", "/app/../admin/x", "/%61dmin"):
+        r = curl(mesh_env, f"http://{VIP}{path}", "--path-as-is")
+        status, _, body = split(r.stdout)
+        assert status == 403, (path, r.stdout, diag(mesh_env))
+        assert "DENY" in body
+    wait_for(lambda: logs(wp, "request complete", "status=403", "policy=server/deny-admin#0"),
+             what="access log names the denying policy")
+    assert len(logs(wp, "status=403", "policy=server/deny-admin#0")) >= 4
+    assert not logs(mesh_env["zb"], "10.84.0.3:8080", "admin"), "a denied request was forwarded"
+
+
+def test_waypoint_no_route_is_404(mesh_env):
+    status, _, _ = split(curl(mesh_env, f"http://{VIP}/nowhere").stdout)
+    assert status == 404, diag(mesh_env)
+    wait_for(lambda: logs(mesh_env["wp"], "request complete", "status=404", "flags=NR"),
+             what="404 access log with flag NR")
+
+
+def test_waypoint_metrics_pass_promtool(mesh_env):
+    status, _, _ = split(curl(mesh_env, f"http://{VIP}/app/m").stdout)
+    assert status == 200, diag(mesh_env)
+    split(curl(mesh_env, f"http://{VIP}/admin").stdout)
+    r = ns_curl(mesh_env["w"], "http://127.0.0.1:15020/metrics")
+    assert r.returncode == 0
+    text = r.stdout.decode()
+    ok = [l for l in text.splitlines() if l.startswith("istio_requests_total{")
+          and 'reporter="waypoint"' in l and 'response_code="200"' in l]
+    assert ok and 'destination_service="echo.server.svc.cluster.local"' in ok[0], text[:3000]
+    assert 'source_principal="cluster.local/ns/client/sa/client"' in ok[0]
+    assert any('response_code="403"' in l and 'response_flags="DENY"' in l
+               for l in text.splitlines() if l.startswith("istio_requests_total{"))
+    assert 'istio_request_duration_milliseconds_bucket{' in text and 'le="0.5"' in text
+    assert 'istio_request_bytes_count{' in text and 'istio_response_bytes_sum{' in text
+    if not shutil.which("promtool"):
+        pytest.skip("promtool not installed")
+    p = subprocess.run(["promtool", "check", "metrics"], input=r.stdout, capture_output=True)
+    out = [l for l in (p.stdout + p.stderr).decode().splitlines() if l.strip()]
+    # The one tolerated lint (DESIGN.md §7): Istio's own metric name keeps its unit.
+    others = [l for l in out if "istio_request_duration_milliseconds" not in l]
+    assert not others, out
+
+
+def test_waypoint_redirect_and_rewrite(mesh_env):
+    status, hdrs, _ = split(curl(mesh_env, f"http://{VIP}/old/page?q=1").stdout)
+    assert status == 301, diag(mesh_env)
+    assert hdrs["location"] == f"http://{VIP}/new/page?q=1", hdrs
+    status, _, body = split(curl(mesh_env, f"http://{VIP}/rw/x").stdout)
+    assert status == 200, diag(mesh_env)
+    doc = json.loads(body)
+    assert doc["path"] == "/app/x" and doc["headers"]["host"] == "echo.internal", doc
+
+
+def test_waypoint_request_timeout_is_504(mesh_env):
+    status, _, _ = split(curl(mesh_env, f"http://{VIP}/slow").stdout)
+    assert status == 504, diag(mesh_env)
+    wait_for(lambda: logs(mesh_env["wp"], "request complete", "status=504", "flags=UT"),
+             what="504 access log with flag UT")
+
+
+def test_waypoint_weighted_split(mesh_env):
+    """backendRefs weights 1:3 over 400 requests on kept-alive connections."""
+    n = 400
+    urls = [f"http://{VIP}/split"] * n
+    r = nsrun(mesh_env["a"], "curl", "-sS", "--max-time", "60", *urls, check=False, timeout=90)
+    assert r.returncode == 0, (r.stderr, diag(mesh_env))
+    servers = [json.loads(l)["server"] for l in r.stdout.decode().splitlines() if l.strip()]
+    assert len(servers) == n
+    share = servers.count("server2") / n
+    assert 0.65 <= share <= 0.85, share  # 0.75 expected; +-0.1 is > 4 sigma at n=400
+
+
+def test_waypoint_http2_prior_knowledge(mesh_env):
+    """curl --http2-prior-knowledge: h2 streams get the same L7 handling (route to /v2, DENY on
+    /admin) and the backends see HTTP/1.1. (One URL per curl: curl 7.88 fails to reuse a
+    prior-knowledge connection for a second URL, against any server.)"""
+    def h2(path):
+        r = nsrun(mesh_env["a"], "curl", "-sS", "--http2-prior-knowledge", "--max-time", "20",
+                  "-w", "\\n%{http_version} %{http_code}\\n", f"http://{VIP}{path}",
+                  check=False, timeout=30)
+        assert r.returncode == 0, (r.stderr, diag(mesh_env))
+        return r.stdout.decode().splitlines()
+    out = h2("/v2/h2")
+    doc = json.loads(out[0])
+    assert doc["server"] == "server2" and doc["path"] == "/v2/h2", doc
+    assert doc["headers"]["x-request-id"] and doc["headers"]["host"] == VIP, doc
+    assert out[-1] == "2 200", out
+    assert h2("/admin/x")[-1] == "2 403"
+    assert h2("/nowhere")[-1] == "2 404"
+    wait_for(lambda: logs(mesh_env["wp"], "request complete", "path=/admin/x", "status=403"),
+             what="h2 request access log")
+    # Several streams at once on one connection (nghttp multiplexes).
+    if shutil.which("nghttp"):
+        r = nsrun(mesh_env["a"], "nghttp", "-n", "-s", f"http://{VIP}/app/1",
+                  f"http://{VIP}/v2/2", f"http://{VIP}/admin/3", check=False, timeout=30)
+        assert r.returncode == 0, (r.stdout, r.stderr, diag(mesh_env))
+
+
+@pytest.mark.skipif(not shutil.which("h2load"), reason="needs h2load")
+def test_waypoint_h2load_100_streams(mesh_env):
+    """h2load with 100 concurrent streams on one connection: every response is 2xx."""
+    r = nsrun(mesh_env["a"], "h2load", "-n", "1000", "-c", "1", "-m", "100",
+              f"http://{VIP}/app/load", check=False, timeout=120)
+    text = r.stdout.decode()
+    assert "1000 succeeded" in text and "1000 2xx" in text.replace("status codes: ", ""), \
+        (text, diag(mesh_env))
+
+def reload(env, doc, version):
+    write_atomic(env["path"], doc)
+    wait_for(lambda: logs(env["wp"], "mesh config applied", f"version={version}"),
+             what=f"waypoint applies config version {version}")
+
+
+def test_waypoint_for_controls_workload_traffic(mesh_env):
+    """server2 names the waypoint by address; with the default waypointFor (service) the waypoint
+    refuses the workload authority with 400, with waypointFor all it forwards it."""
+    r = nsrun(mesh_env["a"], "curl", "-sS", "--max-time", "10", "http://10.84.0.4:8080/w",
+              check=False, timeout=20)
+    assert r.returncode != 0 and b"server2" not in r.stdout
+    wait_for(lambda: logs(mesh_env["wp"], "tunnel refused", "authority=10.84.0.4:8080",
+                          "not for workload traffic"), what="waypoint refuses the authority")
+    wait_for(lambda: logs(mesh_env["za"], "10.84.0.4:8080", "HBONE CONNECT with 400"),
+             what="client ztunnel sees the 400")
+    doc = mesh()
+    doc["workloads"][1]["waypointFor"] = "all"
+    reload(mesh_env, doc, 2)
+    wait_for(lambda: logs(mesh_env["za"], "mesh config applied", "version=2"), what="A reload")
+    r = nsrun(mesh_env["a"], "curl", "-sS", "--max-time", "10", "http://10.84.0.4:8080/w",
+              check=False, timeout=20)
+    assert r.returncode == 0, (r.stderr, diag(mesh_env))
+    assert json.loads(r.stdout)["server"] == "server2"
+
+
+def test_waypoint_policy_change_applies_to_kept_alive_stream(mesh_env):
+    """A new DENY policy applies to the next request, also on an open keep-alive connection."""
+    doc = mesh()
+    doc["l7Policies"].append({
+        "metadata": {"name": "deny-app", "namespace": "server"},
+        "spec": {"targetRefs": [{"kind": "Service", "name": "echo"}], "action": "DENY",
+                 "rules": [{"to": [{"operation": {"paths": ["/app/late"]}}]}]}})
+    script = (f"import socket,time\n"
+              f"s=socket.create_connection(('{VIP}',80))\n"
+              f"req=b'GET /app/late HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'\n"
+              f"s.sendall(req); time.sleep(1.0); a=s.recv(65536)\n"
+              f"open('{mesh_env['path']}.go','w').close()\n"
+              f"import os\n"
+              f"while not os.path.exists('{mesh_env['path']}.done'): time.sleep(0.05)\n"
+              f"s.sendall(req); time.sleep(1.0); b=s.recv(65536)\n"
+              f"print(a.split(b'\\r\\n')[0].decode()); print(b.split(b'\\r\\n')[0].decode())\n")
+    p = subprocess.Popen(["ip", "netns", "exec", mesh_env["a"], sys.executable, "-c", script],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: os.path.exists(mesh_env["path"] + ".go"), what="first response")
+        reload(mesh_env, doc, 2)
+        open(mesh_env["path"] + ".done", "w").close()
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    lines = out.decode().splitlines()
+    assert lines == ["HTTP/1.1 200 OK", "HTTP/1.1 403 Forbidden"], (out, err, diag(mesh_env))
+
+
+def test_waypoint_forwards_request_bodies(mesh_env, tmp_path):
+    """A 200 KB body with Content-Length (curl sends Expect: 100-continue) and a chunked one."""
+    data = tmp_path / "body.bin"
+    data.write_bytes(b"0123456789abcdef" * 12800)
+    r = nsrun(mesh_env["a"], "curl", "-sS", "--max-time", "20", "--data-binary", f"@{data}",
+              f"http://{VIP}/app/post", check=False, timeout=30)
+    assert r.returncode == 0, (r.stderr, diag(mesh_env))
+    doc = json.loads(r.stdout)
+    assert doc["method"] == "POST" and doc["body_len"] == 204800, doc["headers"]
+    r = nsrun(mesh_env["a"], "curl", "-sS", "--max-time", "20", "-H",
+              "Transfer-Encoding: chunked", "--data-binary", "hello chunks",
+              f"http://{VIP}/app/chunked", check=False, timeout=30)
+    assert r.returncode == 0, (r.stderr, diag(mesh_env))
+    doc = json.loads(r.stdout)
+    assert doc["headers"].get("transfer-encoding") == "chunked", doc["headers"]
+
+
+def test_waypoint_large_bodies_both_ways(mesh_env, tmp_path):
+    """30 MB up and 30 MB down through the waypoint: flow control holds the buffers, nothing is
+    truncated (a slow reader on the client side: curl --limit-rate)."""
+    n = 30 << 20
+    data = tmp_path / "up.bin"
+    with open(data, "wb") as f:
+        f.truncate(n)
+    r = nsrun(mesh_env["a"], "curl", "-sS", "--max-time", "60", "--data-binary", f"@{data}",
+              f"http://{VIP}/app/up", check=False, timeout=90)
+    assert r.returncode == 0, (r.stderr, diag(mesh_env))
+    assert json.loads(r.stdout)["body_len"] == n
+    out = tmp_path / "down.bin"
+    r = nsrun(mesh_env["a"], "curl", "-sS", "--max-time", "60", "--limit-rate", "20M", "-o",
+              str(out), "-w", "%{http_code} %{size_download}", f"http://{VIP}/app/big/{n}",
+              check=False, timeout=90)
+    assert r.returncode == 0 and r.stdout == f"200 {n}".encode(), (r, diag(mesh_env))
+
+
+def test_waypoint_refuses_smuggling_shapes(mesh_env):
+    """CL+TE, two different Content-Lengths and a bad chunk get 400 from the waypoint and reach
+    no backend."""
+    cases = [
+        b"POST /app/s1 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /app/s2 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"POST /app/s3 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n",
+    ]
+    for raw in cases:
+        script = ("import socket,sys\n"
+                  f"s=socket.create_connection(('{VIP}',80),timeout=10)\n"
+                  f"s.sendall({raw!r})\n"
+                  "print(s.recv(4096).split(b'\\r\\n')[0].decode())\n")
+        r = nsrun(mesh_env["a"], sys.executable, "-c", script, check=False, timeout=30)
+        assert r.stdout.decode().strip() == "HTTP/1.1 400 Bad Request", (raw, r, diag(mesh_env))
+    wait_for(lambda: len(logs(mesh_env["wp"], "request complete", "status=400")) >= 3,
+             what="three 400 access-log lines")
+    for path in ("/app/s1", "/app/s2", "/app/s3"):
+        assert not logs(mesh_env["zb"], path)
+    backends = "".join(open(os.path.join(os.path.dirname(mesh_env["wp"].log_path), f))
+                       .read() for f in ("backend-server1.log", "backend-server2.log"))
+    assert "/app/s" not in backends, backends
