@@ -65,8 +65,11 @@ def test_unimplemented_subcommands_say_so():
     """Whatever cmd/pending.c still stands in for says so and fails; nothing else does."""
     import re
     from conftest import ROOT
-    with open(os.path.join(ROOT, "cmd", "pending.c")) as f:
-        pending = set(re.findall(r"^int cmd_(\w+)\(", f.read(), re.M))
+    path = os.path.join(ROOT, "cmd", "pending.c")  # stand-ins for subcommands not landed yet
+    pending = set()
+    if os.path.exists(path):
+        with open(path) as f:
+            pending = set(re.findall(r"^int cmd_(\w+)\(", f.read(), re.M))
     for sub in ("ztunnel", "waypoint", "cni", "ca", "ctl"):
         r = run([BIN, sub, "--help"])
         if sub in pending:
