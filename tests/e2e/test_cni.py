@@ -19,19 +19,9 @@ from zds_fake import FakeZtunnel
 
 
 @pytest.fixture
-def nsmaker():
-    made = []
-
-    def make():
-        name = "amc-" + uuid.uuid4().hex[:8]
-        subprocess.run(["ip", "netns", "add", name], check=True)
-        made.append(name)
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        return name
-
-    yield make
-    for n in made:
-        subprocess.run(["ip", "netns", "del", n], check=False, stderr=subprocess.DEVNULL)
+def nsmaker(netns):
+    """Namespaces from conftest's fixture (created and deleted there)."""
+    return netns
 
 
 def nspath(name):
