@@ -77,7 +77,7 @@ else
 	pytest_counted e2e-san tests/e2e/test_server.py tests/e2e/test_ca.py tests/e2e/test_ztunnel.py \
 		tests/e2e/test_ztunnel_paths.py tests/e2e/test_ztunnel_features.py tests/e2e/test_ztunnel_waypoint.py \
 		tests/e2e/test_ztunnel_more.py tests/e2e/test_ztunnel_srcip.py tests/e2e/test_ztunnel_shared.py \
-		tests/e2e/test_cni.py tests/e2e/test_cni_shared.py
+		tests/e2e/test_cni.py tests/e2e/test_cni_shared.py tests/e2e/test_waypoint.py
 	unset AMBIENT_BIN
 fi
 
