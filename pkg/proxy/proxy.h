@@ -37,6 +37,9 @@
 
 #define PROXY_MARK 1337u /* SO_MARK on every upstream socket: nft rules skip it */
 #define PROXY_CONNECT_TIMEOUT_MS 10000
+/* Draining: how long served HBONE connections stay up after their GOAWAY (within the drain
+ * timeout) so clients move their new streams elsewhere instead of seeing a reset. */
+#define PROXY_DRAIN_GOAWAY_MS 1000
 
 struct proxy_opts {
 	struct identity_mgr *idm; /* required */

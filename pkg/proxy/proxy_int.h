@@ -82,7 +82,9 @@ struct proxy {
 	struct metrics_series *m_pool_opened, *m_hbone_accepted, *m_refused_limit;
 	atomic_size_t n_flows; /* open flows on every worker (the --max-connections bound) */
 	atomic_bool draining;
-	pthread_mutex_t live_mu; /* guards live: established flows of every worker */
+	_Atomic uint64_t drain_started_ms;
+	atomic_size_t n_server_tuns; /* accepted HBONE connections still open */
+	pthread_mutex_t live_mu;     /* guards live: established flows of every worker */
 	struct flow *live;
 	struct ev_loop *_Atomic loops[EV_MAX_THREADS];
 	uint16_t ports[4]; /* inbound, outbound, hbone, socks5 (0: off) */

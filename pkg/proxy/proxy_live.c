@@ -64,7 +64,14 @@ bool proxy_over_limit(struct proxy *p, int fd)
 
 size_t proxy_open_connections(struct proxy *p)
 {
-	return atomic_load(&p->n_flows);
+	size_t n = atomic_load(&p->n_flows);
+
+	/* Draining: HBONE connections we serve got GOAWAY; give their clients a moment to see it
+	 * (streams they opened meanwhile are refused and retried elsewhere) before closing. */
+	if (atomic_load(&p->draining) && atomic_load(&p->n_server_tuns) > 0 &&
+	    time_mono_ms() < atomic_load(&p->drain_started_ms) + PROXY_DRAIN_GOAWAY_MS)
+		n++;
+	return n;
 }
 
 static const char *wl_name(const struct config_workload *w, char *out, size_t cap)
@@ -195,6 +202,11 @@ static void drain_post(struct ev_loop *loop, void *arg)
 
 void proxy_drain(struct proxy *p)
 {
+	uint64_t now = time_mono_ms();
+	uint64_t zero = 0;
+
+	/* First call wins (before draining is seen, so the grace period is never skipped). */
+	atomic_compare_exchange_strong(&p->drain_started_ms, &zero, now);
 	if (atomic_exchange(&p->draining, true))
 		return;
 	log_info("proxy: draining: listeners closed, open connections go on",

@@ -24,6 +24,8 @@ void tun_free(struct tun *t)
 	hbone_session_free(t->h);
 	if (t->tls_on)
 		tls_conn_fini(&t->tls);
+	if (t->server)
+		atomic_fetch_sub(&t->w->p->n_server_tuns, 1);
 	proxy_snap_put(t->snap);
 	proxy_pod_put(t->pod);
 	free(t);
@@ -59,11 +61,27 @@ void tun_close(struct tun *t, const char *why)
 	}
 	/* Detach every stream first, then fail their flows (which no longer touch us). */
 	while ((e = t->ends)) {
+		struct flow *f = e->f;
+		/* No response yet, so no byte of the app's went through it: the CONNECT goes once
+		 * more on another connection (e.g. a draining ztunnel closed this one, or it was
+		 * reset while moving to an upgraded ztunnel's listener). At worst the app saw a
+		 * connection open and close with no data, as after a lost SYN-ACK. */
+		bool unsent = !t->server && f->kind == FLOW_OUTBOUND && !f->established &&
+			      !f->retried && e == &f->e[1] && !f->dead;
+
 		t->ends = e->tnext;
 		e->t = NULL;
 		e->sid = 0;
 		e->tnext = e->tprev = NULL;
-		flow_fail(e->f, t->server ? "-" : "CONNECT", "HBONE connection %s: %s",
+		if (unsent) {
+			f->retried = true;
+			log_debug(
+				"proxy: HBONE connection lost before the stream was sent; retrying",
+				LF_STR("dst.hbone_addr", f->hbone_addr), LF_ERR(why));
+			pool_outbound(f);
+			continue;
+		}
+		flow_fail(f, t->server ? "-" : "CONNECT", "HBONE connection %s: %s",
 			  t->server ? "from peer" : "upstream", why);
 	}
 	ev_timer_add(t->w->loop, &t->kick, 0);
@@ -132,6 +150,9 @@ static void tun_run(struct tun *t)
 			ev_timer_del(t->w->loop, &t->timer);
 			if (!t->server)
 				pool_open_waiting(t);
+			else if (atomic_load(&t->w->p->draining))
+				hbone_session_shutdown(
+					t->h); /* accepted before the drain: GOAWAY */
 			progress = true;
 		}
 		/* Decrypted records go to nghttp2 straight from the TLS engine's buffer. */
@@ -266,6 +287,8 @@ static struct tun *tun_new(struct proxy_worker *w, int fd, bool server)
 	ev_timer_init(&t->kick, on_kick);
 	ev_timer_init(&t->idle, on_idle);
 	atomic_init(&t->post_pending, false);
+	if (server)
+		atomic_fetch_add(&w->p->n_server_tuns, 1);
 	t->next = w->tuns;
 	if (w->tuns)
 		w->tuns->prev = t;

@@ -271,7 +271,12 @@ TEST(rtnetlink_messages)
 	/* Our own RTM_NEWRULE / RTM_NEWROUTE decode as "ours" (what check looks for). */
 	buf_init(&b, 0);
 	REQUIRE(rr_build_rule(RTM_NEWRULE, AF_INET, 7, &b) == 0);
-	memcpy(&h, buf_rptr(&b), sizeof(h));
+	{
+		const uint8_t *first = buf_rptr(&b);
+
+		REQUIRE(first != NULL && buf_len(&b) >= sizeof(h));
+		memcpy(&h, first, sizeof(h));
+	}
 	CHECK_INT(h.nlmsg_flags, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
 	REQUIRE(rr_build_route(RTM_NEWROUTE, AF_INET6, 7, &b) == 0);
 	REQUIRE(rr_parse_dump(buf_rptr(&b), buf_len(&b), 7, d) == 0);
@@ -281,7 +286,12 @@ TEST(rtnetlink_messages)
 	CHECK_INT(rr_parse_dump(buf_rptr(&b), buf_len(&b), 8, d), -E_PROTO);
 	buf_reset(&b);
 	REQUIRE(rr_build_rule(RTM_DELRULE, AF_INET, 9, &b) == 0);
-	memcpy(&h, buf_rptr(&b), sizeof(h));
+	{
+		const uint8_t *first = buf_rptr(&b);
+
+		REQUIRE(first != NULL && buf_len(&b) >= sizeof(h));
+		memcpy(&h, first, sizeof(h));
+	}
 	CHECK_INT(h.nlmsg_flags, NLM_F_REQUEST | NLM_F_ACK);
 	buf_fini(&b);
 	free(d);
