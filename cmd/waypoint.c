@@ -17,6 +17,9 @@ struct wpc {
 	int hbone_port;
 	bool reject_escaped_slashes;
 	uint64_t pool_idle_ms;
+	int outlier_errors;
+	uint64_t outlier_ejection_ms;
+	int max_request_line, max_request_headers, max_request_body;
 	struct l7_norm_opts norm;
 	struct identity_mgr *idm;
 	struct waypoint *wp;
@@ -36,6 +39,12 @@ static int wpc_check(void *ctx, const struct server_settings *set, struct errbuf
 				  "--ca-url URL with --ca-root FILE and --token-file FILE");
 	if (z->ca_url && (!set->ca_root || !set->token_file))
 		return errbuf_set(eb, E_INVAL, "--ca-url needs --ca-root and --token-file");
+	if (z->outlier_errors < 0)
+		return errbuf_set(eb, E_INVAL, "--outlier-consecutive-errors must be 0 or more");
+	if (z->max_request_line < 64 || z->max_request_headers < 256 || z->max_request_body < 0)
+		return errbuf_set(eb, E_INVAL,
+				  "--max-request-line must be at least 64, --max-request-headers "
+				  "at least 256, --max-request-body 0 (unlimited) or more");
 	if (z->hbone_port <= 0 || z->hbone_port > 65535)
 		return errbuf_set(eb, E_INVAL, "--hbone-port must be in 1..65535");
 	if (!set->check_config && (!z->workload || !*z->workload))
@@ -75,6 +84,11 @@ static int wpc_start(struct server *srv, void *ctx, struct errbuf *eb)
 		.hbone_port = (uint16_t)z->hbone_port,
 		.norm = z->norm,
 		.pool_idle_ms = z->pool_idle_ms,
+		.outlier_consecutive = (uint32_t)z->outlier_errors,
+		.outlier_ejection_ms = z->outlier_ejection_ms,
+		.max_request_line = (uint32_t)z->max_request_line,
+		.max_request_headers = (uint32_t)z->max_request_headers,
+		.max_request_body = (uint64_t)z->max_request_body,
 	};
 	struct config *c;
 
@@ -184,7 +198,12 @@ int cmd_waypoint(int argc, char **argv)
 {
 	static struct wpc z = {.hbone_port = 15008,
 			       .path_normalization = "DEFAULT",
-			       .pool_idle_ms = 5 * 60 * 1000};
+			       .pool_idle_ms = 5 * 60 * 1000,
+			       .outlier_errors = 5,
+			       .outlier_ejection_ms = 30000,
+			       .max_request_line = 8192,
+			       .max_request_headers = 65536,
+			       .max_request_body = 0};
 	static const struct flag flags[] = {
 		{"ca-dir", FLAG_STR, &z.ca_dir,
 		 "sign the waypoint's certificate locally from this CA directory", "DIR"},
@@ -203,6 +222,17 @@ int cmd_waypoint(int argc, char **argv)
 		 NULL},
 		{"pool-idle-timeout", FLAG_DURATION, &z.pool_idle_ms,
 		 "close a pooled upstream HBONE connection idle this long (5m)", "DUR"},
+		{"outlier-consecutive-errors", FLAG_INT, &z.outlier_errors,
+		 "eject an endpoint after this many 5xx / connect failures in a row (5; 0 = never)",
+		 "N"},
+		{"outlier-ejection-time", FLAG_DURATION, &z.outlier_ejection_ms,
+		 "how long an ejected endpoint gets no traffic (30s)", "DUR"},
+		{"max-request-line", FLAG_INT, &z.max_request_line,
+		 "longest request line in bytes, else 414 (8192)", "BYTES"},
+		{"max-request-headers", FLAG_INT, &z.max_request_headers,
+		 "largest request header section in bytes, else 431 (65536)", "BYTES"},
+		{"max-request-body", FLAG_INT, &z.max_request_body,
+		 "largest request body in bytes, else 413 (0 = unlimited)", "BYTES"},
 	};
 	static const struct server_component comp = {
 		.name = "waypoint",

@@ -412,13 +412,7 @@ enum config_filter_type {
 	CONFIG_FILTER_RESPONSE_HEADER,
 	CONFIG_FILTER_REDIRECT,
 	CONFIG_FILTER_URL_REWRITE,
-};
-struct config_route_filter {
-	enum config_filter_type type;
-	struct config_header_filter request_header_modifier;
-	struct config_header_filter response_header_modifier;
-	struct config_redirect request_redirect;
-	struct config_url_rewrite url_rewrite;
+	CONFIG_FILTER_REQUEST_MIRROR,
 };
 struct config_backend_ref {
 	const char *group;
@@ -429,11 +423,42 @@ struct config_backend_ref {
 	uint32_t weight;		      /* 0..1000000, default 1 */
 	const struct config_service *service; /* resolved */
 };
+struct config_fraction {
+	bool present;
+	uint32_t numerator;
+	uint32_t denominator; /* default 100 */
+};
+/* RequestMirror: a copy of each request (a share of them) to another backend, its response
+ * discarded. The share is numerator / denominator (percent / 100; default 100 %). */
+struct config_mirror {
+	bool present;
+	struct config_backend_ref backend_ref; /* weight unused */
+	uint16_t percent;		       /* 0..100, default 100 */
+	struct config_fraction fraction;
+	uint32_t numerator, denominator; /* derived */
+};
+struct config_route_filter {
+	enum config_filter_type type;
+	struct config_header_filter request_header_modifier;
+	struct config_header_filter response_header_modifier;
+	struct config_redirect request_redirect;
+	struct config_url_rewrite url_rewrite;
+	struct config_mirror request_mirror;
+};
 struct config_route_timeouts {
 	const char *request; /* Gateway API durations as written, "" when absent */
 	const char *backend_request;
 	uint64_t request_ms; /* parsed; 0 = none */
 	uint64_t backend_request_ms;
+};
+/* Gateway API v1.2 HTTPRouteRetry (GEP-1731). */
+struct config_route_retry {
+	bool present;
+	uint32_t attempts;   /* retries after the first try; default 2 (Istio's), 0 = none */
+	const char *backoff; /* duration as written, "" when absent */
+	uint64_t backoff_ms; /* parsed; default 25 (Envoy's base interval) */
+	uint16_t *codes;     /* statuses 400..599 that are retried */
+	size_t n_codes;
 };
 struct config_route_rule {
 	const char *name;
@@ -445,6 +470,7 @@ struct config_route_rule {
 	struct config_backend_ref *backend_refs;
 	size_t n_backend_refs;
 	struct config_route_timeouts timeouts;
+	struct config_route_retry retry;
 };
 struct config_route_spec {
 	struct config_parent_ref *parent_refs;

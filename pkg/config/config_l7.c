@@ -243,6 +243,20 @@ static const struct cfg_type t_status = {
 	.kind = CFG_UINT, .name = "status code", .size = sizeof(uint16_t), .min = 300, .max = 399};
 static const struct cfg_type t_weight = {
 	.kind = CFG_UINT, .name = "weight", .size = sizeof(uint32_t), .min = 0, .max = 1000000};
+static const struct cfg_type t_percent = {
+	.kind = CFG_UINT, .name = "percent", .size = sizeof(uint16_t), .min = 0, .max = 100};
+static const struct cfg_type t_u32 = {
+	.kind = CFG_UINT, .name = "integer", .size = sizeof(uint32_t), .min = 0, .max = 1000000};
+static const struct cfg_type t_denominator = {.kind = CFG_UINT,
+					      .name = "denominator",
+					      .size = sizeof(uint32_t),
+					      .min = 1,
+					      .max = 1000000};
+static const struct cfg_type t_attempts = {
+	.kind = CFG_UINT, .name = "attempts", .size = sizeof(uint32_t), .min = 0, .max = 100};
+static const struct cfg_type t_code = {
+	.kind = CFG_UINT, .name = "status code", .size = sizeof(uint16_t), .min = 400, .max = 599};
+static const struct cfg_type t_code_list = ARRAY_OF(t_code);
 static const struct cfg_type t_cidr = {
 	.kind = CFG_CIDR, .name = "CIDR", .size = sizeof(struct config_cidr)};
 static const struct cfg_type t_string_list = ARRAY_OF(t_string);
@@ -258,7 +272,7 @@ static const char *const v_method[] = {"GET",	  "HEAD",    "POST",  "PUT",  "DEL
 static const char *const v_modifier[] = {"ReplaceFullPath", "ReplacePrefixMatch"};
 static const char *const v_scheme[] = {"http", "https"};
 static const char *const v_filter[] = {"RequestHeaderModifier", "ResponseHeaderModifier",
-				       "RequestRedirect", "URLRewrite"};
+				       "RequestRedirect", "URLRewrite", "RequestMirror"};
 static const char *const v_l7_action[] = {"ALLOW", "DENY", "AUDIT"};
 static const char *const v_target_kind[] = {"Service", "Gateway"};
 
@@ -312,6 +326,8 @@ static void redirect_post(struct cfg_ctx *ctx, void *obj);
 static void modifier_post(struct cfg_ctx *ctx, void *obj);
 static void filter_post(struct cfg_ctx *ctx, void *obj);
 static void timeouts_post(struct cfg_ctx *ctx, void *obj);
+static void retry_post(struct cfg_ctx *ctx, void *obj);
+static void mirror_post(struct cfg_ctx *ctx, void *obj);
 static void rule_post(struct cfg_ctx *ctx, void *obj);
 static void route_post(struct cfg_ctx *ctx, void *obj);
 static void operation_post(struct cfg_ctx *ctx, void *obj);
@@ -446,16 +462,65 @@ static const struct cfg_type t_rewrite = {
 	.present_off = offsetof(struct config_url_rewrite, present),
 };
 
+#define BR struct config_backend_ref
+static const struct cfg_field f_object_ref[] = {
+	FIELD("group", t_string, CF_OMIT_UNSET, "", BR, group, ""),
+	FIELD("kind", t_string, 0, "Service", BR, kind, "Only `Service`."),
+	FIELD("name", t_nonempty, CF_REQUIRED, NULL, BR, name, "Service name."),
+	FIELD("namespace", t_string, CF_OMIT_UNSET, "", BR, namespace,
+	      "Default: the route's namespace."),
+	FIELD("port", t_port0, CF_REQUIRED, NULL, BR, port, "Service port."),
+};
+#undef BR
+static const struct cfg_type t_object_ref = {
+	OBJECT_TYPE("BackendObjectReference", struct config_backend_ref, f_object_ref,
+		    "A backend service without a weight."),
+};
+
+#define FR struct config_fraction
+static const struct cfg_field f_fraction[] = {
+	FIELD("numerator", t_u32, CF_REQUIRED, NULL, FR, numerator, "At most `denominator`."),
+	FIELD("denominator", t_denominator, 0, "100", FR, denominator, ""),
+};
+#undef FR
+static const struct cfg_type t_fraction = {
+	OBJECT_TYPE("Fraction", struct config_fraction, f_fraction, "numerator / denominator."),
+	.has_present = true,
+	.present_off = offsetof(struct config_fraction, present),
+};
+
+#define MR struct config_mirror
+static const struct cfg_field f_mirror[] = {
+	FIELD("backendRef", t_object_ref, CF_REQUIRED, NULL, MR, backend_ref,
+	      "Where the copies go (an endpoint picked as for any backend)."),
+	FIELD("percent", t_percent, 0, "100", MR, percent,
+	      "Share of the requests mirrored (not with `fraction`)."),
+	FIELD("fraction", t_fraction, CF_OMIT_UNSET, NULL, MR, fraction,
+	      "Share of the requests mirrored, as a fraction."),
+};
+#undef MR
+static const struct cfg_type t_mirror = {
+	OBJECT_TYPE("HTTPRequestMirrorFilter", struct config_mirror, f_mirror,
+		    "Fire and forget: a copy of the request (`Host` suffixed `-shadow`, as Envoy "
+		    "does) goes to the backend once the request is complete, its response is "
+		    "discarded and never delays the main response. Requests whose body is over "
+		    "64 KiB are not mirrored."),
+	.has_present = true,
+	.present_off = offsetof(struct config_mirror, present),
+	.post = mirror_post,
+};
+
 #define RF struct config_route_filter
 static const struct cfg_field f_filter[] = {
 	FIELD("type", t_filter_type, CF_REQUIRED, NULL, RF, type,
-	      "`RequestMirror`, `CORS` and `ExtensionRef` are not supported yet."),
+	      "`CORS` and `ExtensionRef` are not supported yet."),
 	FIELD("requestHeaderModifier", t_header_filter, CF_OMIT_UNSET, NULL, RF,
 	      request_header_modifier, ""),
 	FIELD("responseHeaderModifier", t_header_filter, CF_OMIT_UNSET, NULL, RF,
 	      response_header_modifier, ""),
 	FIELD("requestRedirect", t_redirect, CF_OMIT_UNSET, NULL, RF, request_redirect, ""),
 	FIELD("urlRewrite", t_rewrite, CF_OMIT_UNSET, NULL, RF, url_rewrite, ""),
+	FIELD("requestMirror", t_mirror, CF_OMIT_UNSET, NULL, RF, request_mirror, ""),
 };
 #undef RF
 static const struct cfg_type t_filter = {
@@ -497,6 +562,30 @@ static const struct cfg_type t_timeouts = {
 	.post = timeouts_post,
 };
 
+#define RY struct config_route_retry
+static const struct cfg_field f_retry[] = {
+	FIELD("attempts", t_attempts, 0, "2", RY, attempts,
+	      "Retries after the first try (Istio's default 2); 0 disables."),
+	FIELD("backoff", t_duration, CF_OMIT_UNSET, "", RY, backoff,
+	      "Minimum wait before a retry (default 25ms), doubled per retry up to 10x, plus "
+	      "jitter."),
+	LIST("codes", t_code_list, CF_OMIT_UNSET, "[]", RY, codes,
+	     "Response statuses (400..599) that are retried."),
+};
+#undef RY
+static const struct cfg_type t_retry = {
+	OBJECT_TYPE("HTTPRouteRetry", struct config_route_retry, f_retry,
+		    "Gateway API v1.2 (GEP-1731). A failed connection or a refused HBONE CONNECT "
+		    "(the request never reached the backend) is always retried; a response with "
+		    "one of `codes`, or an upstream reset before the response, only for an "
+		    "idempotent method (GET, HEAD, OPTIONS, TRACE, PUT, DELETE). Retries go to "
+		    "another endpoint when there is one, stay within `timeouts.request`, and need "
+		    "the request (head and body) to fit in 64 KiB."),
+	.has_present = true,
+	.present_off = offsetof(struct config_route_retry, present),
+	.post = retry_post,
+};
+
 #define RR struct config_route_rule
 static const struct cfg_field f_rule[] = {
 	FIELD("name", t_string, CF_OMIT_UNSET, "", RR, name, ""),
@@ -506,7 +595,7 @@ static const struct cfg_field f_rule[] = {
 	LIST("backendRefs", t_backend_list, CF_OMIT_UNSET, "[]", RR, backend_refs,
 	     "Weighted backends; none (and no redirect): 500."),
 	FIELD("timeouts", t_timeouts, CF_OMIT_UNSET, "{}", RR, timeouts, ""),
-	UNSUPPORTED("retry", "retries are not supported yet"),
+	FIELD("retry", t_retry, CF_OMIT_UNSET, NULL, RR, retry, ""),
 	UNSUPPORTED("sessionPersistence", "sessionPersistence is not supported"),
 };
 #undef RR
@@ -686,31 +775,16 @@ const struct cfg_type cfg_l7_policy_type = {
 };
 
 const struct cfg_type *const cfg_l7_doc_types[] = {
-	&cfg_route_type,
-	&t_meta,
-	&t_route_spec,
-	&t_parent,
-	&t_rule,
-	&t_match,
-	&t_path,
-	&t_value,
-	&t_filter,
-	&t_header_filter,
-	&t_header,
-	&t_redirect,
-	&t_rewrite,
-	&t_modifier_obj,
-	&t_backend,
-	&t_timeouts,
-	&cfg_l7_policy_type,
-	&t_l7_spec,
-	&t_target,
-	&t_l7_rule,
-	&t_from,
-	&t_source,
-	&t_to,
-	&t_operation,
-	&t_condition,
+	&cfg_route_type,  &t_meta,	   &t_route_spec,
+	&t_parent,	  &t_rule,	   &t_match,
+	&t_path,	  &t_value,	   &t_filter,
+	&t_header_filter, &t_header,	   &t_redirect,
+	&t_rewrite,	  &t_modifier_obj, &t_backend,
+	&t_timeouts,	  &t_retry,	   &t_mirror,
+	&t_object_ref,	  &t_fraction,	   &cfg_l7_policy_type,
+	&t_l7_spec,	  &t_target,	   &t_l7_rule,
+	&t_from,	  &t_source,	   &t_to,
+	&t_operation,	  &t_condition,
 };
 const size_t cfg_l7_doc_ntypes = ARRAY_LEN(cfg_l7_doc_types);
 
@@ -781,9 +855,10 @@ static void filter_post(struct cfg_ctx *ctx, void *obj)
 {
 	const struct config_route_filter *f = obj;
 	static const char *const member[] = {"requestHeaderModifier", "responseHeaderModifier",
-					     "requestRedirect", "urlRewrite"};
+					     "requestRedirect", "urlRewrite", "requestMirror"};
 	bool have[] = {f->request_header_modifier.present, f->response_header_modifier.present,
-		       f->request_redirect.present, f->url_rewrite.present};
+		       f->request_redirect.present, f->url_rewrite.present,
+		       f->request_mirror.present};
 
 	for (size_t i = 0; i < ARRAY_LEN(have); i++) {
 		if (i == (size_t)f->type && !have[i])
@@ -806,6 +881,32 @@ static void timeouts_post(struct cfg_ctx *ctx, void *obj)
 		error_at_key(ctx, "backendRequest", "backendRequest must not exceed request");
 }
 
+static void retry_post(struct cfg_ctx *ctx, void *obj)
+{
+	struct config_route_retry *r = obj;
+
+	(void)ctx;
+	r->backoff_ms = 25;
+	if (r->backoff && *r->backoff)
+		(void)config_duration_parse(r->backoff, &r->backoff_ms);
+}
+
+static void mirror_post(struct cfg_ctx *ctx, void *obj)
+{
+	struct config_mirror *m = obj;
+
+	m->numerator = m->percent;
+	m->denominator = 100;
+	if (!m->fraction.present)
+		return;
+	if (m->percent != 100)
+		cfg_error(ctx, "give \"percent\" or \"fraction\", not both");
+	if (m->fraction.numerator > m->fraction.denominator)
+		error_at_key(ctx, "fraction", "numerator must not exceed denominator");
+	m->numerator = m->fraction.numerator;
+	m->denominator = m->fraction.denominator;
+}
+
 static void rule_post(struct cfg_ctx *ctx, void *obj)
 {
 	const struct config_route_rule *r = obj;
@@ -815,6 +916,7 @@ static void rule_post(struct cfg_ctx *ctx, void *obj)
 
 	for (size_t i = 0; i < r->n_filters; i++) {
 		const struct config_route_filter *f = &r->filters[i];
+		/* RequestMirror may repeat (Gateway API); the others appear at most once. */
 		if ((unsigned)f->type < 4 && seen[f->type]++)
 			cfg_error(ctx, "filter %s appears more than once in one rule",
 				  v_filter[f->type]);
@@ -952,6 +1054,40 @@ static bool service_has_port(const struct config_service *s, uint16_t port)
 	return false;
 }
 
+/* Resolves the backendRef of routes[r].spec.rules[k].filters[i] (a RequestMirror). */
+static void link_mirror(struct cfg_ctx *ctx, struct config *c, struct config_route *r, size_t k,
+			size_t i)
+{
+	struct config_backend_ref *b = &r->spec.rules[k].filters[i].request_mirror.backend_ref;
+	const char *ns = r->metadata.namespace ? r->metadata.namespace : "default";
+	struct json_path p;
+
+	if (!b->name)
+		return;
+	json_path_init(&p);
+	json_path_push_key(&p, "routes");
+	json_path_push_index(&p, r->index);
+	json_path_push_key(&p, "spec");
+	json_path_push_key(&p, "rules");
+	json_path_push_index(&p, k);
+	json_path_push_key(&p, "filters");
+	json_path_push_index(&p, i);
+	json_path_push_key(&p, "requestMirror");
+	json_path_push_key(&p, "backendRef");
+	if (b->kind && strcmp(b->kind, "Service") != 0) {
+		cfg_error_at(ctx, json_path_str(&p),
+			     "backend kind \"%s\" is not supported (only Service)", b->kind);
+		return;
+	}
+	b->service = config_service_by_name(c, ns_or(b->namespace, ns), b->name);
+	if (!b->service)
+		cfg_error_at(ctx, json_path_str(&p), "unknown mirror service \"%s/%s\"",
+			     ns_or(b->namespace, ns), b->name);
+	else if (!service_has_port(b->service, b->port))
+		cfg_error_at(ctx, json_path_str(&p), "mirror service \"%s/%s\" has no port %u",
+			     ns_or(b->namespace, ns), b->name, b->port);
+}
+
 static void link_route(struct cfg_ctx *ctx, struct config *c, struct config_route *r)
 {
 	struct json_path p;
@@ -981,6 +1117,10 @@ static void link_route(struct cfg_ctx *ctx, struct config *c, struct config_rout
 	}
 	for (size_t k = 0; k < r->spec.n_rules; k++) {
 		struct config_route_rule *ru = &r->spec.rules[k];
+		for (size_t i = 0; i < ru->n_filters; i++)
+			if (ru->filters[i].type == CONFIG_FILTER_REQUEST_MIRROR &&
+			    ru->filters[i].request_mirror.present)
+				link_mirror(ctx, c, r, k, i);
 		for (size_t i = 0; i < ru->n_backend_refs; i++) {
 			struct config_backend_ref *b = &ru->backend_refs[i];
 			if (!b->name)

@@ -828,6 +828,55 @@ TEST(config_long_values_are_cut_in_messages)
 	errlist_fini(&errs);
 }
 
+TEST(config_waypoint_retry_and_mirror_decoded)
+{
+	static const char doc[] =
+		"{\"workloads\": [{\"uid\": \"wp\", \"namespace\": \"ns\", "
+		"\"workloadIps\": [\"10.0.0.9\"]}],"
+		"\"services\": [{\"name\": \"echo\", \"namespace\": \"ns\", \"hostname\": "
+		"\"e.ns\", \"vips\": [\"10.96.0.1\"], \"ports\": {\"80\": 8080}},"
+		"{\"name\": \"shadow\", \"namespace\": \"ns\", \"hostname\": \"s.ns\", "
+		"\"vips\": [\"10.96.0.2\"], \"ports\": {\"81\": 8080}}],"
+		"\"routes\": [{\"metadata\": {\"name\": \"r\", \"namespace\": \"ns\"}, "
+		"\"spec\": {\"parentRefs\": [{\"kind\": \"Service\", \"name\": \"echo\"}], "
+		"\"rules\": [{\"retry\": {\"codes\": [502, 503]}, \"filters\": ["
+		"{\"type\": \"RequestMirror\", \"requestMirror\": {\"backendRef\": "
+		"{\"name\": \"shadow\", \"port\": 81}}},"
+		"{\"type\": \"RequestMirror\", \"requestMirror\": {\"backendRef\": "
+		"{\"name\": \"shadow\", \"port\": 81}, \"fraction\": {\"numerator\": 1}}}],"
+		"\"backendRefs\": [{\"name\": \"echo\", \"port\": 80}]},"
+		"{\"retry\": {\"attempts\": 0, \"backoff\": \"1s\"}}]}}]}";
+	struct errlist errs = {0};
+	struct config *c = config_parse("w.json", doc, sizeof(doc) - 1, 1, &errs);
+	const struct config_route *r;
+	const struct config_route_rule *ru;
+	size_t n;
+
+	for (size_t i = 0; i < errs.n; i++)
+		fprintf(stderr, "    %s\n", errs.items[i]);
+	REQUIRE(c);
+	r = config_route_list(c, &n);
+	REQUIRE(n == 1 && r->spec.n_rules == 2);
+	ru = &r->spec.rules[0];
+	CHECK(ru->retry.present);
+	CHECK_INT((int)ru->retry.attempts, 2); /* Istio's default */
+	CHECK_INT((int)ru->retry.backoff_ms, 25);
+	REQUIRE(ru->retry.n_codes == 2);
+	CHECK_INT(ru->retry.codes[1], 503);
+	REQUIRE(ru->n_filters == 2); /* RequestMirror may repeat */
+	CHECK_INT(ru->filters[0].type, CONFIG_FILTER_REQUEST_MIRROR);
+	CHECK(ru->filters[0].request_mirror.backend_ref.service ==
+	      config_service_by_name(c, "ns", "shadow"));
+	CHECK_INT((int)ru->filters[0].request_mirror.numerator, 100);
+	CHECK_INT((int)ru->filters[0].request_mirror.denominator, 100);
+	CHECK_INT((int)ru->filters[1].request_mirror.numerator, 1);
+	CHECK_INT((int)ru->filters[1].request_mirror.denominator, 100);
+	CHECK_INT((int)r->spec.rules[1].retry.attempts, 0);
+	CHECK_INT((int)r->spec.rules[1].retry.backoff_ms, 1000);
+	CHECK(!r->spec.rules[1].retry.n_codes);
+	config_unref(c);
+}
+
 TEST(config_waypoint_objects_decoded)
 {
 	static const char doc[] =

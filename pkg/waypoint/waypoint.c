@@ -78,7 +78,14 @@ struct waypoint *waypoint_new(const struct waypoint_opts *o, struct errbuf *eb)
 		w->o.metrics = metrics_default();
 	if (!w->o.hbone_port)
 		w->o.hbone_port = 15008;
+	http1_limits_default(&w->lim);
+	if (o->max_request_line)
+		w->lim.max_line = o->max_request_line;
+	if (o->max_request_headers)
+		w->lim.max_head = o->max_request_headers;
+	w->lim.max_body = o->max_request_body;
 	pthread_mutex_init(&w->mu, NULL);
+	pthread_mutex_init(&w->omu, NULL);
 	if (reg(w, "istio_requests_total", "Requests handled by the waypoint.", METRICS_COUNTER,
 		&w->m_total, eb) < 0 ||
 	    reg(w, "istio_request_duration_milliseconds", "Request duration in milliseconds.",
@@ -101,6 +108,10 @@ void waypoint_free(struct waypoint *w)
 		return;
 	wp_snap_put(w->snap);
 	pthread_mutex_destroy(&w->mu);
+	pthread_mutex_destroy(&w->omu);
+	for (size_t i = 0; i < w->n_outliers; i++)
+		free(w->outliers[i].uid);
+	free(w->outliers);
 	free(w->uid);
 	free(w);
 }
@@ -197,6 +208,70 @@ void wp_inflight_add(struct wp_worker *wk, const char *uid, int delta)
 		return;
 	}
 	wk->inflight[i].n = (uint32_t)((int64_t)wk->inflight[i].n + delta);
+}
+
+/* ---- outlier ejection -------------------------------------------------------------------------
+ * Envoy's consecutive_5xx detector, process-wide: an endpoint (workload uid) with
+ * o.outlier_consecutive failed tries in a row is skipped by the endpoint choice for
+ * o.outlier_ejection_ms; then it gets traffic again, and another streak ejects it again. Only
+ * endpoints with a failure streak are tracked, so the healthy fast path takes no lock. */
+
+static struct wp_outlier *outlier_find(struct waypoint *w, const char *uid)
+{
+	for (size_t i = 0; i < w->n_outliers; i++)
+		if (strcmp(w->outliers[i].uid, uid) == 0)
+			return &w->outliers[i];
+	return NULL;
+}
+
+bool wp_outlier_ejected(struct waypoint *w, const char *uid, uint64_t now_ms)
+{
+	const struct wp_outlier *o;
+	bool ejected;
+
+	if (!w->o.outlier_consecutive || !atomic_load(&w->n_tracked))
+		return false;
+	pthread_mutex_lock(&w->omu);
+	o = outlier_find(w, uid);
+	ejected = o && o->ejected_until_ms > now_ms;
+	pthread_mutex_unlock(&w->omu);
+	return ejected;
+}
+
+void wp_outlier_report(struct waypoint *w, const char *uid, bool failure, uint64_t now_ms)
+{
+	struct wp_outlier *o;
+	uint64_t eject_ms = w->o.outlier_ejection_ms ? w->o.outlier_ejection_ms : 30000;
+
+	if (!w->o.outlier_consecutive || !uid || (!failure && !atomic_load(&w->n_tracked)))
+		return;
+	pthread_mutex_lock(&w->omu);
+	o = outlier_find(w, uid);
+	if (!failure) {
+		if (o && o->ejected_until_ms <= now_ms) { /* a success ends the streak */
+			free(o->uid);
+			*o = w->outliers[--w->n_outliers];
+			atomic_store(&w->n_tracked, w->n_outliers);
+		}
+		pthread_mutex_unlock(&w->omu);
+		return;
+	}
+	if (!o) {
+		if (w->n_outliers == w->cap_outliers) {
+			w->cap_outliers = w->cap_outliers ? 2 * w->cap_outliers : 8;
+			w->outliers = xrealloc(w->outliers, w->cap_outliers * sizeof(*w->outliers));
+		}
+		o = &w->outliers[w->n_outliers++];
+		*o = (struct wp_outlier){xstrdup(uid), 0, 0};
+		atomic_store(&w->n_tracked, w->n_outliers);
+	}
+	if (++o->consecutive >= w->o.outlier_consecutive && o->ejected_until_ms <= now_ms) {
+		o->ejected_until_ms = now_ms + eject_ms;
+		o->consecutive = 0;
+		log_warn("waypoint: endpoint ejected", LF_STR("workload", uid),
+			 LF_U64("failures", w->o.outlier_consecutive), LF_U64("for_ms", eject_ms));
+	}
+	pthread_mutex_unlock(&w->omu);
 }
 
 /* ---- workers --------------------------------------------------------------------------------- */
@@ -385,6 +460,7 @@ void wp_record(struct waypoint *w, const struct wp_record *r)
 		LF_STR("dst.identity", r->dst_id ? r->dst_id : ""),
 		LF_STR("dst.service", r->dst_svc ? r->dst_svc->hostname : ""),
 		LF_STR("route", rt),
+		LF_U64("attempts", r->attempts),
 		LF_STR("policy", pol),
 		LF_STR("request_id", r->request_id ? r->request_id : ""),
 		LF_STR("reason", r->reason ? r->reason : ""),

@@ -30,7 +30,8 @@
  *   endpoint (weighted by capacity) of the backend service, one upstream HBONE stream to the
  *   endpoint's ztunnel (ip:15008, :authority ip:targetPort, its SPIFFE ID expected), with
  *   pooled TLS + HTTP/2 connections per worker; request/backendRequest timeouts (504);
- * - only HBONE endpoints: a plain-TCP endpoint gets 503.
+ * - retries (HTTPRoute retry), RequestMirror copies, outlier ejection of endpoints;
+ * - plain-TCP endpoints (protocol TCP) are connected to directly, one connection per request.
  */
 
 struct waypoint_opts {
@@ -40,6 +41,14 @@ struct waypoint_opts {
 	struct l7_norm_opts norm;	  /* path normalization before authorization */
 	struct metrics_registry *metrics; /* NULL: metrics_default() */
 	uint64_t pool_idle_ms;		  /* idle pooled upstream connections; 0: 5 min */
+	/* Outlier ejection: after this many consecutive 5xx responses or connect failures an
+	 * endpoint is skipped for outlier_ejection_ms (0: never ejected). */
+	uint32_t outlier_consecutive;
+	uint64_t outlier_ejection_ms; /* 0: 30 s */
+	/* Downstream request limits (NULL fields: pkg/http1's defaults): request line -> 414,
+	 * header section -> 431, body -> 413. */
+	uint32_t max_request_line, max_request_headers;
+	uint64_t max_request_body; /* 0: unlimited */
 };
 
 struct waypoint;

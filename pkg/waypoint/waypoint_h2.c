@@ -50,7 +50,7 @@ static struct dstr *child_new(struct dstr *p, int32_t sid)
 	buf_init(&c->in, WP_BUF_MAX);
 	buf_init(&c->out, WP_BUF_MAX);
 	buf_init(&c->h2body, WP_BUF_MAX);
-	http1_parser_init(&c->p, HTTP1_REQUEST, NULL);
+	http1_parser_init(&c->p, HTTP1_REQUEST, &p->wk->w->lim);
 	http1_parser_init(&c->rp, HTTP1_RESPONSE, NULL);
 	c->parent = p;
 	c->h2_sid = sid;

@@ -13,6 +13,20 @@
  *    |                                                                       <--- response head
  *    |            <------------------- response head / body (re-framed) ----  body / END
  *    +-- keep-alive: next request (pipelined bytes wait in `in`) <-- exchange done: log, metrics
+ *
+ * Retries (the rule's `retry`): the upstream request (head and framed body) is also kept in
+ * x->replay while it fits in WP_REPLAY_MAX. A try that fails before any response byte went to
+ * the client is retried on a new upstream stream after a backoff, preferring another endpoint:
+ *
+ *   try --connect failure / CONNECT refused (nothing reached the backend)--> retry (any method)
+ *       --response status in codes, reset before the response------------> retry (idempotent)
+ *       --backendRequest (per try) expired before the response----------> retry (idempotent)
+ *       --response head not retried--> stream it to the client (no retry from here on)
+ *   no retry left, no replay, or the backoff would pass timeouts.request -> the failure as is
+ *
+ * Every try's outcome feeds outlier ejection (waypoint.c). RequestMirror copies are sent once
+ * the request is complete (from the same replay bytes) on their own upstream streams, whose
+ * responses are discarded.
  */
 #include "pkg/waypoint/waypoint_int.h"
 #include "pkg/proxy/proxy.h"
@@ -27,6 +41,11 @@ static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 static void xchg_finish(struct xchg *x);
 static const char *bind_check(struct dstr *d, const struct net_addr *dst);
 static void upstream_failed(struct xchg *x, const char *flags, const char *why);
+static bool retry_schedule(struct xchg *x, const char *why);
+static void attempt_open(struct xchg *x);
+static void attempt_report(struct xchg *x, bool failure);
+static void attempt_done(struct xchg *x);
+static void on_retry_timer(struct ev_loop *loop, struct ev_timer *tm);
 
 /* ---- downstream output ----------------------------------------------------------------------- */
 
@@ -69,8 +88,17 @@ static size_t down_backlog(const struct dstr *d)
 	return buf_len(&d->out);
 }
 
+bool wp_ustr_backlogged(const struct ustr *u)
+{
+	return u->x && down_backlog(u->x->d) >= WP_CREDIT_LOW;
+}
+
 void wp_ustr_credit(struct ustr *u)
 {
+	if (u->s.tcp) {
+		wp_tcp_credit(u);
+		return;
+	}
 	if (!u->unacked || !u->s.t || u->s.sid <= 0 || !u->s.t->h)
 		return;
 	if (u->x && down_backlog(u->x->d) >= WP_CREDIT_LOW)
@@ -145,6 +173,7 @@ static void on_xchg_timer(struct ev_loop *loop, struct ev_timer *tm)
 
 static void ustr_free(struct ustr *u)
 {
+	wp_tcp_close(u);
 	wtun_del(&u->s);
 	buf_fini(&u->in);
 	buf_fini(&u->out);
@@ -195,6 +224,7 @@ static void xchg_finish(struct xchg *x)
 		.duration_ms = time_mono_ms() - x->start_ms,
 		.req_bytes = x->req_bytes,
 		.resp_bytes = x->resp_bytes,
+		.attempts = x->attempt,
 	};
 
 	if (x->route) {
@@ -208,12 +238,12 @@ static void xchg_finish(struct xchg *x)
 		r.policy_rule = x->policy_rule;
 	}
 	wp_record(d->wk->w, &r);
-	if (x->inflight_uid) {
-		wp_inflight_add(d->wk, x->inflight_uid, -1);
-		free(x->inflight_uid);
-	}
+	attempt_done(x);
 	ev_timer_del(d->wk->loop, &x->timer);
+	ev_timer_del(d->wk->loop, &x->rtimer);
 	ustr_release(x->u, x->resp_end && x->req_end && !x->local);
+	buf_fini(&x->replay);
+	buf_fini(&x->mirror_head);
 	if (x->close_after || !x->resp_end || d->parent)
 		d->closing = true;
 	d->x = NULL;
@@ -259,6 +289,31 @@ static void gen_request_id(struct wp_worker *wk, char *out, size_t cap)
 		 (unsigned long long)(b & 0xffffffffffffull));
 }
 
+/* RFC 7239: the client's `forwarded` elements (every field line, in order) and ours,
+ * `for=<ip>;proto=http` (an IPv6 address quoted in brackets, §6). */
+static int format_forwarded(struct buf *b, const struct http1_fields *h, struct slice first,
+			    const char *ip)
+{
+	struct buf v;
+	struct http1_field f;
+	size_t pos = 0;
+	int rc = 0;
+
+	buf_init(&v, 16384);
+	while (first.p && http1_fields_next(h, &pos, &f))
+		if (http1_slice_eq(f.name, "forwarded") && f.value.n)
+			rc |= buf_printf(&v, "%.*s, ", (int)f.value.n, (const char *)f.value.p);
+	if (strchr(ip, ':'))
+		rc |= buf_printf(&v, "for=\"[%s]\";proto=http", ip);
+	else
+		rc |= buf_printf(&v, "for=%s;proto=http", ip);
+	if (rc >= 0)
+		rc = http1_format_field(b, http1_s("forwarded"),
+					(struct slice){buf_rptr(&v), buf_len(&v)});
+	buf_fini(&v);
+	return rc < 0 ? rc : 0;
+}
+
 /* The upstream request head: the client's headers minus hop-by-hop ones, edited by the rule's
  * RequestHeaderModifier, with Host, x-forwarded-for, x-forwarded-proto and x-request-id. */
 static int build_request(struct xchg *x, const struct http1_msg *m,
@@ -267,7 +322,7 @@ static int build_request(struct xchg *x, const struct http1_msg *m,
 	struct dstr *d = x->d;
 	struct http1_field f;
 	size_t pos = 0;
-	struct slice xff = {NULL, 0};
+	struct slice xff = {NULL, 0}, fwd = {NULL, 0};
 	char *xffv;
 	int rc = http1_format_request_line(b, m->method_raw, http1_s(x->path));
 
@@ -277,6 +332,11 @@ static int build_request(struct xchg *x, const struct http1_msg *m,
 		if (http1_slice_eq(f.name, "x-forwarded-for")) {
 			if (!xff.p)
 				xff = f.value;
+			continue;
+		}
+		if (http1_slice_eq(f.name, "forwarded")) {
+			if (!fwd.p) /* one list: a second field line is folded into it below */
+				fwd = f.value;
 			continue;
 		}
 		if (http1_slice_eq(f.name, "x-request-id"))
@@ -297,6 +357,8 @@ static int build_request(struct xchg *x, const struct http1_msg *m,
 	if (rc >= 0 && d->src_ip[0])
 		rc = http1_format_field_str(b, "x-forwarded-for", xffv);
 	free(xffv);
+	if (rc >= 0 && d->src_ip[0])
+		rc = format_forwarded(b, &m->headers, fwd, d->src_ip);
 	if (rc >= 0)
 		rc = http1_format_field_str(b, "x-forwarded-proto", "http");
 	if (rc >= 0)
@@ -344,20 +406,54 @@ static void redirect(struct xchg *x, const struct config_redirect *rd,
 	local_reply(x, rd->status_code, "-", "redirected by route", "location", loc);
 }
 
+/* A candidate endpoint: not ejected (outlier detection) and not the previous try's. */
+static bool endpoint_fits(struct wp_worker *wk, const struct config_endpoint *e, const char *avoid,
+			  uint64_t now)
+{
+	return !(avoid && *avoid && strcmp(e->workload->uid, avoid) == 0) &&
+	       !wp_outlier_ejected(wk->w, e->workload->uid, now);
+}
+
+/* One weighted random draw that fits, else (every draw was ejected or avoided) the first one:
+ * like Envoy's panic mode, traffic goes to ejected endpoints rather than nowhere. */
+static const struct config_endpoint *draw_endpoint(struct wp_worker *wk,
+						   const struct config_service *svc, uint16_t port,
+						   const char *avoid, uint16_t *target_port)
+{
+	uint64_t now = time_mono_ms();
+	uint16_t p0 = port, p;
+	const struct config_endpoint *first = proxy_pick_endpoint(svc, port, wp_rand(wk), &p0);
+
+	if (!first || endpoint_fits(wk, first, avoid, now)) {
+		*target_port = p0;
+		return first;
+	}
+	/* 32 more draws: with half of the endpoints unfit, 2^-32 to miss a fit one. */
+	for (int i = 0; i < 32; i++) {
+		const struct config_endpoint *e = proxy_pick_endpoint(svc, port, wp_rand(wk), &p);
+		if (e && endpoint_fits(wk, e, avoid, now)) {
+			*target_port = p;
+			return e;
+		}
+	}
+	*target_port = p0;
+	return first;
+}
+
 /* Envoy's LEAST_REQUEST (Istio's default for waypoints), as power of two choices: two endpoints
- * drawn at random (healthy ones, weighted by capacity), the one with fewer requests in flight
- * from this worker wins. */
+ * drawn at random (healthy ones, weighted by capacity, not ejected, preferring another one than
+ * the previous try's), the one with fewer requests in flight from this worker wins. */
 static const struct config_endpoint *pick_endpoint(struct wp_worker *wk,
 						   const struct config_service *svc, uint16_t port,
-						   uint16_t *target_port)
+						   const char *avoid, uint16_t *target_port)
 {
 	uint16_t pa = port, pb = port;
-	const struct config_endpoint *a = proxy_pick_endpoint(svc, port, wp_rand(wk), &pa);
+	const struct config_endpoint *a = draw_endpoint(wk, svc, port, avoid, &pa);
 	const struct config_endpoint *b;
 
 	if (!a)
 		return NULL;
-	b = proxy_pick_endpoint(svc, port, wp_rand(wk), &pb);
+	b = draw_endpoint(wk, svc, port, avoid, &pb);
 	if (b && b->workload != a->workload &&
 	    wp_inflight_get(wk, b->workload->uid) < wp_inflight_get(wk, a->workload->uid)) {
 		*target_port = pb;
@@ -367,39 +463,86 @@ static const struct config_endpoint *pick_endpoint(struct wp_worker *wk,
 	return a;
 }
 
-/* Opens the upstream for x to service svc port `port` (or workload wl at port). */
+static bool method_idempotent(int m)
+{
+	/* RFC 9110 §9.2.2 (POST, PATCH and CONNECT are not). */
+	return m == HTTP1_M_GET || m == HTTP1_M_HEAD || m == HTTP1_M_OPTIONS ||
+	       m == HTTP1_M_TRACE || m == HTTP1_M_PUT || m == HTTP1_M_DELETE;
+}
+
+/* Starts forwarding x to service svc port `port` (or workload wl at port): builds the upstream
+ * request head (kept in x->replay when the rule retries or mirrors) and opens the first try. */
 static void forward(struct xchg *x, const struct http1_msg *m, const struct config_service *svc,
 		    const struct config_workload *wl, uint16_t port,
 		    const struct config_header_filter *mod, const char *host)
 {
+	x->bsvc = svc;
+	x->bwl = wl;
+	x->bport = port;
+	x->http_method = m->method;
+	x->idempotent = method_idempotent(m->method);
+	x->chunked_up = m->framing == HTTP1_FRAMING_CHUNKED;
+	if ((x->retry && x->retry->attempts) || x->n_mirrors) {
+		buf_init(&x->replay, WP_REPLAY_MAX);
+		x->replay_ok = build_request(x, m, mod, host, &x->replay) >= 0;
+		x->replay_head = buf_len(&x->replay);
+		if (!x->replay_ok)
+			buf_reset(&x->replay);
+	}
+	if (x->n_mirrors && x->replay_ok) {
+		char shadow[300];
+		/* Envoy's mirror policy suffixes the host, so the copy is told apart. */
+		snprintf(shadow, sizeof(shadow), "%s-shadow", host);
+		buf_init(&x->mirror_head, WP_REPLAY_MAX);
+		if (build_request(x, m, mod, shadow, &x->mirror_head) < 0)
+			x->n_mirrors = 0;
+	}
+	if (!x->replay_ok) {
+		/* Only the head, copied into the first try's stream. */
+		struct buf *head = &x->replay;
+		buf_fini(head);
+		buf_init(head, WP_BUF_MAX);
+		if (build_request(x, m, mod, host, head) < 0) {
+			local_reply(x, 400, "-", "cannot forward these request headers", NULL,
+				    NULL);
+			return;
+		}
+		x->replay_head = buf_len(head);
+	}
+	attempt_open(x);
+	if (!x->replay_ok)
+		buf_fini(&x->replay);
+}
+
+/* One try: an endpoint, a new upstream stream, the request so far. */
+static void attempt_open(struct xchg *x)
+{
 	struct dstr *d = x->d;
 	struct waypoint *w = d->wk->w;
-	const struct config_workload *ep = wl;
-	uint16_t target_port = port;
+	const struct config_workload *ep = x->bwl;
+	uint16_t target_port = x->bport;
 	struct net_ip nip;
 	struct net_addr target, auth;
 	char authority[HBONE_AUTHORITY_MAX + 1];
 	struct errbuf eb = {0};
 	struct ustr *u;
 
-	if (svc) {
-		const struct config_endpoint *e = pick_endpoint(d->wk, svc, port, &target_port);
+	x->attempt++;
+	x->up_sent = false;
+	x->reported = false;
+	if (x->bsvc) {
+		const struct config_endpoint *e =
+			pick_endpoint(d->wk, x->bsvc, x->bport, x->last_uid, &target_port);
 		if (!e) {
 			local_reply(x, 503, "UH", "no healthy upstream", NULL, NULL);
 			return;
 		}
 		ep = e->workload;
 	}
-	x->dst_svc = svc;
+	x->dst_svc = x->bsvc;
 	x->dst_wl = ep;
 	if (!ep || ep->n_workload_ips == 0) {
 		local_reply(x, 503, "UH", "no healthy upstream", NULL, NULL);
-		return;
-	}
-	if (ep->protocol != CONFIG_PROTOCOL_HBONE) {
-		local_reply(x, 503, "UF",
-			    "plain-TCP endpoints are not supported by the waypoint yet", NULL,
-			    NULL);
 		return;
 	}
 	proxy_ip_to_net(&nip, &ep->workload_ips[0]);
@@ -407,6 +550,7 @@ static void forward(struct xchg *x, const struct http1_msg *m, const struct conf
 	net_addr_from_ip(&target, &nip, w->o.hbone_port);
 	proxy_authority(&auth, authority, sizeof(authority));
 	snprintf(x->upstream, sizeof(x->upstream), "%s", authority);
+	snprintf(x->last_uid, sizeof(x->last_uid), "%s", ep->uid);
 	x->inflight_uid = xstrdup(ep->uid);
 	wp_inflight_add(d->wk, ep->uid, 1);
 	u = xcalloc(1, sizeof(*u));
@@ -414,30 +558,131 @@ static void forward(struct xchg *x, const struct http1_msg *m, const struct conf
 	buf_init(&u->in, WP_BUF_MAX);
 	buf_init(&u->out, WP_BUF_MAX);
 	http1_parser_init(&u->p, HTTP1_RESPONSE, NULL);
-	http1_parser_set_method(&u->p, m->method);
-	x->chunked_up = m->framing == HTTP1_FRAMING_CHUNKED;
-	if (build_request(x, m, mod, host, &u->out) < 0) {
-		buf_fini(&u->in);
-		buf_fini(&u->out);
-		free(u);
-		local_reply(x, 400, "-", "cannot forward these request headers", NULL, NULL);
-		return;
-	}
+	http1_parser_set_method(&u->p, (enum http1_method)x->http_method);
+	buf_append(&u->out, buf_rptr(&x->replay), buf_len(&x->replay));
 	x->u = u;
-	if (wp_upstream_open(d->wk, d->snap, &u->s, &target, authority, ep->identity, &eb) < 0) {
+	if (x->try_ms)
+		ev_timer_add(d->wk->loop, &x->rtimer, x->try_ms);
+	/* A plain-TCP endpoint (outside the mesh) is connected to directly, without HBONE. */
+	if (ep->protocol != CONFIG_PROTOCOL_HBONE
+		    ? wp_tcp_open(d->wk, u, &auth, &eb) < 0
+		    : wp_upstream_open(d->wk, d->snap, &u->s, &target, authority, ep->identity,
+				       &eb) < 0) {
 		x->u = NULL;
 		ustr_free(u);
+		attempt_report(x, true);
+		if (retry_schedule(x, "cannot open the upstream tunnel"))
+			return;
 		local_reply(x, 503, "UF", "cannot open the upstream tunnel", NULL, NULL);
 		return;
 	}
 	wp_stream_flush(&u->s, &u->out);
 }
 
+/* The try's outcome for outlier ejection, once per try. */
+static void attempt_report(struct xchg *x, bool failure)
+{
+	if (x->reported || !x->inflight_uid)
+		return;
+	x->reported = true;
+	wp_outlier_report(x->d->wk->w, x->inflight_uid, failure, time_mono_ms());
+}
+
+/* The try is over (the exchange ended, or it is retried): no longer in flight. */
+static void attempt_done(struct xchg *x)
+{
+	if (!x->inflight_uid)
+		return;
+	wp_inflight_add(x->d->wk, x->inflight_uid, -1);
+	free(x->inflight_uid);
+	x->inflight_uid = NULL;
+}
+
+static bool retry_code(const struct xchg *x, int status)
+{
+	for (size_t i = 0; x->retry && i < x->retry->n_codes; i++)
+		if (x->retry->codes[i] == status)
+			return true;
+	return false;
+}
+
+/* GEP-1731: at least `backoff` between tries; doubled per retry up to 10x, plus up to 50 %
+ * jitter. */
+static uint64_t retry_backoff(struct xchg *x)
+{
+	uint64_t base = x->retry->backoff_ms, wait = base;
+
+	for (unsigned i = 1; i < x->attempt && wait < 10 * base; i++)
+		wait *= 2;
+	if (wait > 10 * base)
+		wait = 10 * base;
+	if (wait)
+		wait += wp_rand(x->d->wk) % (wait / 2 + 1);
+	return wait;
+}
+
+/* The current try failed before any response byte went to the client: schedules another one
+ * when the rule allows it (see the diagram above); the current upstream stream is dropped. */
+static bool retry_schedule(struct xchg *x, const char *why)
+{
+	uint64_t wait;
+
+	if (!x->retry || x->local || x->resp_started || !x->replay_ok ||
+	    x->attempt > x->retry->attempts || (x->up_sent && !x->idempotent))
+		return false;
+	wait = retry_backoff(x);
+	if (x->deadline_ms && time_mono_ms() + wait >= x->deadline_ms)
+		return false;
+	ustr_release(x->u, false);
+	x->u = NULL;
+	attempt_done(x);
+	x->retry_wait = true;
+	ev_timer_del(x->d->wk->loop, &x->rtimer);
+	ev_timer_add(x->d->wk->loop, &x->rtimer, wait);
+	log_debug("waypoint: retrying", LF_STR("request_id", x->req_id),
+		  LF_U64("attempt", x->attempt), LF_STR("upstream", x->upstream),
+		  LF_STR("reason", why), LF_U64("backoff_ms", wait));
+	return true;
+}
+
+/* The backoff ended (retry_wait), or the per-try timeout (backendRequest) expired. */
+static void on_retry_timer(struct ev_loop *loop, struct ev_timer *tm)
+{
+	struct xchg *x = ev_container_of(tm, struct xchg, rtimer);
+
+	(void)loop;
+	if (x->retry_wait) {
+		x->retry_wait = false;
+		attempt_open(x);
+		/* A local answer (no endpoint left, ...) ends the exchange once the request has. */
+		if (x->local && x->resp_end && x->req_end)
+			xchg_finish(x);
+		return;
+	}
+	if (x->resp_started)
+		return;
+	attempt_report(x, true);
+	if (retry_schedule(x, "per-try timeout"))
+		return;
+	ustr_release(x->u, false);
+	x->u = NULL;
+	local_reply(x, 504, "UT", "upstream request timeout", NULL, NULL);
+	x->close_after = true;
+	xchg_finish(x);
+}
+
 static void xchg_timeout(struct xchg *x, const struct config_route_rule *rule)
 {
 	uint64_t ms = 0;
 
-	if (rule) {
+	if (rule && rule->retry.present && rule->retry.attempts) {
+		/* Istio: request is the whole exchange (all tries), backendRequest one try. */
+		x->retry = &rule->retry;
+		x->try_ms = rule->timeouts.backend_request_ms;
+		ms = rule->timeouts.request_ms;
+		if (ms)
+			x->deadline_ms = x->start_ms + ms;
+	} else if (rule) {
 		ms = rule->timeouts.request_ms;
 		if (rule->timeouts.backend_request_ms &&
 		    (!ms || rule->timeouts.backend_request_ms < ms))
@@ -494,6 +739,7 @@ static void xchg_start(struct dstr *d, const struct http1_msg *m)
 	x->head_req = m->method == HTTP1_M_HEAD;
 	x->close_after = !m->keep_alive;
 	ev_timer_init(&x->timer, on_xchg_timer);
+	ev_timer_init(&x->rtimer, on_retry_timer);
 	snprintf(x->method, sizeof(x->method), "%.*s", (int)m->method_raw.n,
 		 (const char *)m->method_raw.p);
 	why = refresh_snap(d);
@@ -571,6 +817,10 @@ static void xchg_start(struct dstr *d, const struct http1_msg *m)
 			case CONFIG_FILTER_REDIRECT:
 				redirect(x, &fl->request_redirect, rr.match);
 				return;
+			case CONFIG_FILTER_REQUEST_MIRROR:
+				if (x->n_mirrors < WP_MAX_MIRRORS)
+					x->mirrors[x->n_mirrors++] = &fl->request_mirror;
+				break;
 			case CONFIG_FILTER_URL_REWRITE:
 				if (fl->url_rewrite.hostname && *fl->url_rewrite.hostname)
 					snprintf(host, sizeof(host), "%s",
@@ -599,13 +849,47 @@ static void xchg_start(struct dstr *d, const struct http1_msg *m)
 /* ---- the downstream request side ---------------------------------------------------------------
  */
 
+/* Keeps body bytes (framed) for retries and mirrors; past WP_REPLAY_MAX the request is no
+ * longer retried nor mirrored. With u, the same bytes go to the try in flight. */
+static bool replay_body(struct xchg *x, struct ustr *u, const uint8_t *p, size_t n, bool last)
+{
+	size_t before = buf_len(&x->replay);
+	int rc = last		 ? http1_format_last_chunk(&x->replay, NULL, 0)
+		 : x->chunked_up ? http1_format_chunk(&x->replay, p, n)
+				 : buf_append(&x->replay, p, n);
+
+	if (rc < 0) {
+		x->replay_ok = false;
+		buf_fini(&x->replay);
+		return false;
+	}
+	if (u &&
+	    buf_append(&u->out, buf_rptr(&x->replay) + before, buf_len(&x->replay) - before) < 0)
+		return false;
+	return true;
+}
+
 static void up_write_body(struct xchg *x, const uint8_t *p, size_t n)
 {
 	struct ustr *u = x->u;
 
 	x->req_bytes += n;
-	if (!u || x->local)
+	if (x->local)
 		return;
+	if (x->replay_ok && replay_body(x, u, p, n, false)) {
+		if (u)
+			wp_stream_flush(&u->s, &u->out);
+		return;
+	}
+	if (!u) {
+		if (x->retry_wait) { /* the rest of the body cannot be re-sent */
+			ev_timer_del(x->d->wk->loop, &x->rtimer);
+			x->retry_wait = false;
+			x->close_after = true;
+			local_reply(x, 503, "UF", "request body too large to retry", NULL, NULL);
+		}
+		return;
+	}
 	if ((x->chunked_up ? http1_format_chunk(&u->out, p, n) : buf_append(&u->out, p, n)) < 0) {
 		/* Past WP_BUF_MAX despite the flow control: never forward a truncated body. */
 		x->u = NULL;
@@ -616,15 +900,64 @@ static void up_write_body(struct xchg *x, const uint8_t *p, size_t n)
 	wp_stream_flush(&u->s, &u->out);
 }
 
+/* A fire-and-forget copy of the complete request (x->replay) to one endpoint of the mirror
+ * backend; the stream lives on its own (wp_up_event: its response is discarded). */
+static void mirror_send(struct xchg *x, const struct config_mirror *m)
+{
+	struct dstr *d = x->d;
+	const struct config_service *svc = m->backend_ref.service;
+	const struct config_endpoint *e;
+	uint16_t tport = m->backend_ref.port;
+	struct net_ip nip;
+	struct net_addr target, auth;
+	char authority[HBONE_AUTHORITY_MAX + 1];
+	struct errbuf eb = {0};
+	struct ustr *u;
+
+	if (!svc ||
+	    (m->numerator < m->denominator && wp_rand(d->wk) % m->denominator >= m->numerator))
+		return;
+	e = pick_endpoint(d->wk, svc, m->backend_ref.port, NULL, &tport);
+	if (!e || !e->workload->n_workload_ips || e->workload->protocol != CONFIG_PROTOCOL_HBONE)
+		return;
+	proxy_ip_to_net(&nip, &e->workload->workload_ips[0]);
+	net_addr_from_ip(&auth, &nip, tport);
+	net_addr_from_ip(&target, &nip, d->wk->w->o.hbone_port);
+	proxy_authority(&auth, authority, sizeof(authority));
+	u = xcalloc(1, sizeof(*u));
+	u->mirror = true;
+	buf_init(&u->in, WP_BUF_MAX);
+	buf_init(&u->out, WP_BUF_MAX);
+	http1_parser_init(&u->p, HTTP1_RESPONSE, NULL);
+	if (buf_append(&u->out, buf_rptr(&x->mirror_head), buf_len(&x->mirror_head)) < 0 ||
+	    buf_append(&u->out, buf_rptr(&x->replay) + x->replay_head,
+		       buf_len(&x->replay) - x->replay_head) < 0 ||
+	    wp_upstream_open(d->wk, d->snap, &u->s, &target, authority, e->workload->identity,
+			     &eb) < 0) {
+		log_debug("waypoint: mirror not sent", LF_STR("upstream", authority));
+		ustr_free(u);
+		return;
+	}
+	log_debug("waypoint: request mirrored", LF_STR("request_id", x->req_id),
+		  LF_STR("upstream", authority));
+	wp_stream_flush(&u->s, &u->out);
+}
+
 static void up_write_end(struct xchg *x)
 {
 	struct ustr *u = x->u;
 
-	if (!u || x->local)
+	if (x->local)
 		return;
-	if (x->chunked_up)
-		http1_format_last_chunk(&u->out, NULL, 0);
-	wp_stream_flush(&u->s, &u->out);
+	if (x->chunked_up) {
+		bool kept = x->replay_ok && replay_body(x, u, NULL, 0, true);
+		if (!kept && !x->replay_ok && u)
+			http1_format_last_chunk(&u->out, NULL, 0);
+	}
+	for (size_t i = 0; x->replay_ok && i < x->n_mirrors; i++)
+		mirror_send(x, x->mirrors[i]);
+	if (u)
+		wp_stream_flush(&u->s, &u->out);
 }
 
 static bool preface_prefix(const struct buf *in)
@@ -679,6 +1012,7 @@ void wp_dstr_process(struct dstr *d)
 				d->x = x;
 				x->start_ms = time_mono_ms();
 				ev_timer_init(&x->timer, on_xchg_timer);
+				ev_timer_init(&x->rtimer, on_retry_timer);
 				gen_request_id(d->wk, x->req_id, sizeof(x->req_id));
 			}
 			ustr_release(x->u, false);
@@ -777,6 +1111,9 @@ static void resp_head(struct xchg *x, const struct http1_msg *m)
 
 static void upstream_failed(struct xchg *x, const char *flags, const char *why)
 {
+	attempt_report(x, true);
+	if (retry_schedule(x, why))
+		return;
 	if (!x->resp_started) {
 		ustr_release(x->u, false);
 		x->u = NULL;
@@ -815,6 +1152,14 @@ static void ustr_process(struct ustr *u)
 					http1_format_end(&x->d->out);
 				}
 				break;
+			}
+			ev_timer_del(x->d->wk->loop, &x->rtimer);
+			attempt_report(x, ev.msg->status >= 500);
+			if (retry_code(x, ev.msg->status)) {
+				if (retry_schedule(x, "retried status"))
+					return;
+				if (x->attempt > 1)
+					x->flags = "URX"; /* Envoy: retries exhausted */
 			}
 			resp_head(x, ev.msg);
 			break;
@@ -970,7 +1315,7 @@ static void on_request(struct wtun *t, const struct hbone_event *ev)
 	atomic_fetch_add(&wk->w->active, 1);
 	buf_init(&d->in, WP_BUF_MAX);
 	buf_init(&d->out, WP_BUF_MAX);
-	http1_parser_init(&d->p, HTTP1_REQUEST, NULL);
+	http1_parser_init(&d->p, HTTP1_REQUEST, &wk->w->lim);
 	snprintf(d->peer_id, sizeof(d->peer_id), "%s", t->peer_id);
 	snprintf(d->principal, sizeof(d->principal), "%s",
 		 strncmp(t->peer_id, "spiffe://", 9) == 0 ? t->peer_id + 9 : t->peer_id);
@@ -1046,12 +1391,69 @@ void wp_down_event(struct wtun *t, const struct hbone_event *ev)
 	}
 }
 
+/* Events of an upstream request to a plain-TCP endpoint (waypoint_tcp.c), as their HBONE
+ * counterparts in wp_up_event. */
+void wp_up_tcp(struct ustr *u, enum wp_tcp_ev ev, const char *why)
+{
+	switch (ev) {
+	case WP_TCP_CONNECTED:
+		if (u->x)
+			u->x->up_sent = true;
+		break;
+	case WP_TCP_FAILED:
+	case WP_TCP_CLOSED: wp_stream_gone(&u->s, why); break;
+	case WP_TCP_DATA: ustr_process(u); break;
+	case WP_TCP_EOF:
+		/* u->peer_eof is set. Releasing a plain-TCP ustr frees it at once (no tunnel
+		 * reports its end), so u is not touched after ustr_process. */
+		ustr_process(u);
+		break;
+	case WP_TCP_WRITABLE:
+		if (u->x)
+			dstr_credit(u->x->d);
+		break;
+	}
+}
+
+/* A mirror's stream: the request goes out, the write side is shut, the response is
+ * credited and dropped; CLOSED frees it (wp_stream_gone). */
+static void mirror_event(struct wtun *t, struct ustr *u, const struct hbone_event *ev)
+{
+	switch (ev->type) {
+	case HBONE_EV_DATA:
+		hbone_stream_consumed(t->h, ev->stream_id, ev->data.n);
+		wtun_kick(t);
+		break;
+	case HBONE_EV_WRITABLE:
+		wp_stream_flush(&u->s, &u->out);
+		if (!buf_len(&u->out) && !u->shut && u->s.sid > 0) {
+			u->shut = true;
+			hbone_stream_shutdown_write(t->h, u->s.sid);
+			wtun_kick(t);
+		}
+		break;
+	case HBONE_EV_CLOSED:
+		hbone_stream_set_user(t->h, ev->stream_id, NULL);
+		u->closed = true;
+		u->s.sid = 0;
+		wp_stream_gone(&u->s, "stream closed");
+		break;
+	default: break;
+	}
+}
+
 void wp_up_event(struct wtun *t, struct wstream *s, const struct hbone_event *ev)
 {
 	struct ustr *u = (struct ustr *)s;
 
+	if (u->mirror) {
+		mirror_event(t, u, ev);
+		return;
+	}
 	switch (ev->type) {
 	case HBONE_EV_RESPONSE:
+		if (ev->status == 200 && u->x)
+			u->x->up_sent = true; /* from here on the backend may see the request */
 		if (ev->status != 200 && u->x)
 			upstream_failed(u->x, "UF", "upstream ztunnel refused the HBONE CONNECT");
 		break;
@@ -1105,7 +1507,7 @@ void wp_stream_gone(struct wstream *s, const char *why)
 			x->u = NULL;
 			u->x = NULL;
 			if (!x->resp_end)
-				upstream_failed(x, x->resp_started ? "UC" : "UF", why);
+				upstream_failed(x, x->up_sent ? "UC" : "UF", why);
 		}
 	}
 	ustr_free(u);

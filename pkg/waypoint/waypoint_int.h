@@ -19,6 +19,9 @@
  * stream window (4 MiB) on top, a buffer never grows past WP_BUF_MAX. */
 #define WP_CREDIT_LOW (256u << 10)
 #define WP_BUF_MAX (8u << 20)
+/* A request is kept for retries and mirrors while its head and (framed) body fit in this. */
+#define WP_REPLAY_MAX (64u << 10)
+#define WP_MAX_MIRRORS 4
 
 /* A config snapshot with what the waypoint derived from it. */
 struct wp_snap {
@@ -37,6 +40,7 @@ struct wstream {
 	struct wtun *t;
 	int32_t sid; /* 0 while the tunnel handshakes (client) */
 	bool up;
+	bool tcp; /* up: a plain-TCP socket (waypoint_tcp.c), never on a tunnel */
 	struct wstream *next, *prev;		 /* the tunnel's streams */
 	char authority[HBONE_AUTHORITY_MAX + 1]; /* up: the CONNECT authority */
 };
@@ -73,6 +77,18 @@ struct waypoint {
 	struct wp_worker *workers[WP_MAX_WORKERS];
 	struct metrics_family *m_total, *m_dur, *m_req_bytes, *m_resp_bytes;
 	struct metrics_series *m_accepted;
+	struct http1_limits lim; /* downstream requests */
+	/* outlier ejection (consecutive 5xx / connect failures per endpoint), all workers */
+	pthread_mutex_t omu;
+	struct wp_outlier *outliers;
+	size_t n_outliers, cap_outliers;
+	atomic_size_t n_tracked; /* n_outliers, read without the lock on the fast path */
+};
+
+struct wp_outlier {
+	char *uid;
+	uint32_t consecutive;
+	uint64_t ejected_until_ms; /* 0: not ejected */
 };
 
 /* Requests in flight to one endpoint from one worker (least-request choice). */
@@ -139,7 +155,34 @@ struct ustr {
 	bool peer_eof, closed;
 	size_t unacked; /* received from the backend, not yet credited */
 	bool in_gone;	/* wp_stream_gone runs: it frees u itself */
+	bool mirror;	/* a RequestMirror copy: no exchange, the response is discarded */
+	bool shut;	/* mirror: write side shut after the request */
+	/* s.tcp: the socket to a plain-TCP endpoint (waypoint_tcp.c) */
+	int tcp_fd;
+	struct ev_io tcp_io;
+	struct ev_loop *tcp_loop;
+	struct net_addr tcp_dst;
+	bool tcp_connecting, tcp_rd_off;
 };
+
+/* waypoint_tcp.c */
+enum wp_tcp_ev {
+	WP_TCP_CONNECTED,
+	WP_TCP_FAILED, /* the connection failed: nothing reached the endpoint */
+	WP_TCP_DATA,   /* more bytes in u->in */
+	WP_TCP_EOF,
+	WP_TCP_WRITABLE, /* u->out drained */
+	WP_TCP_CLOSED,	 /* read/write error */
+};
+/* Connects u (fresh, s.up) to dst; events arrive in wp_up_tcp. 0 or -E_* (eb). */
+int wp_tcp_open(struct wp_worker *wk, struct ustr *u, const struct net_addr *dst,
+		struct errbuf *eb);
+void wp_tcp_flush(struct ustr *u);  /* u->out has bytes to send */
+void wp_tcp_credit(struct ustr *u); /* the client side has room again */
+void wp_tcp_close(struct ustr *u);  /* from ustr_free */
+/* waypoint_http.c, for waypoint_tcp.c (may free u) */
+void wp_up_tcp(struct ustr *u, enum wp_tcp_ev ev, const char *why);
+bool wp_ustr_backlogged(const struct ustr *u);
 
 struct xchg {
 	struct dstr *d;
@@ -166,6 +209,23 @@ struct xchg {
 	const struct config_service *dst_svc;
 	const struct config_workload *dst_wl;
 	struct ev_timer timer;
+	/* Retries: every try re-sends `replay` (the upstream request head and framed body, kept
+	 * while it fits in WP_REPLAY_MAX) on a new upstream stream. */
+	const struct config_route_retry *retry;
+	struct buf replay;
+	size_t replay_head; /* the head's length in replay */
+	bool replay_ok, idempotent, up_sent, retry_wait, reported;
+	unsigned attempt; /* tries started */
+	uint64_t deadline_ms, try_ms;
+	struct ev_timer rtimer; /* backoff, or the per-try timeout */
+	int http_method;	/* enum http1_method of the request */
+	const struct config_service *bsvc;
+	const struct config_workload *bwl;
+	uint16_t bport;
+	char last_uid[256]; /* the previous try's endpoint (retries prefer another) */
+	const struct config_mirror *mirrors[WP_MAX_MIRRORS];
+	size_t n_mirrors;
+	struct buf mirror_head; /* the request head for mirrors (Host: <host>-shadow) */
 };
 
 /* waypoint_http.c, for waypoint_h2.c */
@@ -190,6 +250,7 @@ struct wp_record {
 	const char *method, *authority, *path, *flags, *upstream, *request_id;
 	const char *route, *policy, *reason;
 	size_t route_rule, policy_rule;
+	unsigned attempts;
 	bool has_route, has_policy;
 	int status;
 	uint64_t duration_ms, req_bytes, resp_bytes;
@@ -200,6 +261,10 @@ void wp_record(struct waypoint *w, const struct wp_record *r);
 struct wp_snap *wp_snap_get(struct waypoint *w);
 void wp_snap_put(struct wp_snap *s);
 uint64_t wp_rand(struct wp_worker *wk);
+/* Outlier ejection: whether endpoint uid is ejected now; a try's outcome on it (failure = 5xx
+ * or connect failure / reset). Both no-ops when o.outlier_consecutive is 0. */
+bool wp_outlier_ejected(struct waypoint *w, const char *uid, uint64_t now_ms);
+void wp_outlier_report(struct waypoint *w, const char *uid, bool failure, uint64_t now_ms);
 /* In-flight requests per endpoint workload uid on this worker: get, +1, -1 (entries at 0 go). */
 uint32_t wp_inflight_get(const struct wp_worker *wk, const char *uid);
 void wp_inflight_add(struct wp_worker *wk, const char *uid, int delta);

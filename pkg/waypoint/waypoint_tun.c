@@ -487,8 +487,12 @@ static void cert_ready(struct wtun *t)
 void wp_on_accept(struct net_listener *l, int fd, const struct net_addr *peer)
 {
 	struct wp_worker *wk = l->arg;
-	struct wtun *t = wtun_new(wk, fd, true);
+	struct wtun *t;
 
+	/* HTTP/2 frames of one response (HEADERS, then DATA) leave in separate writes: without
+	 * TCP_NODELAY, Nagle holds the second until the peer's delayed ACK (~40 ms). */
+	(void)net_sock_set_nodelay(fd, true);
+	t = wtun_new(wk, fd, true);
 	metrics_counter_inc(wk->w->m_accepted);
 	t->peer = *peer;
 	t->snap = wp_snap_get(wk->w);
@@ -556,6 +560,10 @@ int wp_stream_flush(struct wstream *s, struct buf *out)
 {
 	bool wrote = false;
 
+	if (s->tcp) {
+		wp_tcp_flush((struct ustr *)s);
+		return 0;
+	}
 	if (!s->t || s->sid <= 0 || !s->t->h)
 		return 0;
 	while (buf_len(out)) {

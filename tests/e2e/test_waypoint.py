@@ -5,7 +5,9 @@ server's ztunnel -> real HTTP backends.
 Three netns on one bridge (in W), subnet 10.84.0.0/24, service VIPs in 10.96.84.0/24:
   A: client 10.84.0.1, its ztunnel, nft capture of the VIPs to :15001
   W: the waypoint workload 10.84.0.2 (bridge owner), `ambient waypoint`
-  B: backends server1 10.84.0.3 and server2 10.84.0.4 (python http.server), their ztunnel
+  B: backends server1 10.84.0.3 and server2 10.84.0.4 (python http.server), server3 10.84.0.5
+     (always 503), 10.84.0.6 (a workload with nothing listening), their ztunnel, and
+     plain 10.84.0.7 (a `protocol: TCP` workload outside the mesh, reached directly)
 Needs root, nft and curl; every netns and process is cleaned up, processes stopped by PID."""
 import json
 import os
@@ -24,6 +26,8 @@ pytestmark = pytest.mark.skipif(
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VIP, VIP2 = "10.96.84.10", "10.96.84.11"
+VIP_POOL, VIP_CF = "10.96.84.12", "10.96.84.13"  # server1 + server3 (503); server1 + dead
+VIP_PLAIN = "10.96.84.14"  # the plain-TCP workload
 WP_HOST = "waypoint.server.svc.cluster.local"
 CLIENT_ID = "spiffe://cluster.local/ns/client/sa/client"
 
@@ -46,7 +50,16 @@ def mesh():
             wl("waypoint", "10.84.0.2", "waypoint",
                services={"server/" + WP_HOST: {"15008": 15008}}),
             wl("server1", "10.84.0.3", "server",
-               services={"server/echo.server.svc.cluster.local": {"80": 8080}}),
+               services={"server/echo.server.svc.cluster.local": {"80": 8080},
+                         "server/pool.server.svc.cluster.local": {"80": 8080},
+                         "server/cf.server.svc.cluster.local": {"80": 8080}}),
+            wl("server3", "10.84.0.5", "server-bad",
+               services={"server/pool.server.svc.cluster.local": {"80": 8080}}),
+            wl("dead", "10.84.0.6", "server-dead",
+               services={"server/cf.server.svc.cluster.local": {"80": 8080}}),
+            dict(wl("plain", "10.84.0.7", "plain",
+                    services={"server/plain.server.svc.cluster.local": {"80": 8080}}),
+                 protocol="TCP"),
             wl("server2", "10.84.0.4", "server-v2",
                services={"server/echo-v2.server.svc.cluster.local": {"80": 8080}},
                waypoint={"destination": "/10.84.0.2"}),
@@ -57,6 +70,12 @@ def mesh():
             {"name": "echo-v2", "namespace": "server",
              "hostname": "echo-v2.server.svc.cluster.local", "vips": [VIP2],
              "ports": {"80": 8080}, "waypoint": wp},
+            {"name": "pool", "namespace": "server", "hostname": "pool.server.svc.cluster.local",
+             "vips": [VIP_POOL], "ports": {"80": 8080}, "waypoint": wp},
+            {"name": "cf", "namespace": "server", "hostname": "cf.server.svc.cluster.local",
+             "vips": [VIP_CF], "ports": {"80": 8080}, "waypoint": wp},
+            {"name": "plain", "namespace": "server", "hostname": "plain.server.svc.cluster.local",
+             "vips": [VIP_PLAIN], "ports": {"80": 8080}, "waypoint": wp},
             {"name": "waypoint", "namespace": "server", "hostname": WP_HOST,
              "vips": ["10.96.84.20"], "ports": {"15008": 15008}},
         ],
@@ -96,8 +115,20 @@ def mesh():
                     {"matches": [{"path": {"type": "Exact", "value": "/split"}}],
                      "backendRefs": [{"name": "echo", "port": 80, "weight": 1},
                                      {"name": "echo-v2", "port": 80, "weight": 3}]},
+                    {"matches": [{"path": {"type": "PathPrefix", "value": "/flaky"}}],
+                     "retry": {"attempts": 3, "backoff": "10ms", "codes": [503]},
+                     "timeouts": {"request": "10s"},
+                     "backendRefs": [{"name": "echo", "port": 80}]},
+                    {"matches": [{"path": {"type": "PathPrefix", "value": "/mirror"}}],
+                     "filters": [{"type": "RequestMirror", "requestMirror": {
+                         "backendRef": {"name": "echo-v2", "port": 80}}}],
+                     "backendRefs": [{"name": "echo", "port": 80}]},
                 ]},
-            "status": {}}],
+            "status": {}},
+            {"metadata": {"name": "cf", "namespace": "server"},
+             "spec": {"parentRefs": [{"kind": "Service", "name": "cf"}],
+                      "rules": [{"retry": {"attempts": 2},
+                                 "backendRefs": [{"name": "cf", "port": 80}]}]}}],
         "l7Policies": [{
             "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
             "metadata": {"name": "deny-admin", "namespace": "server"},
@@ -126,7 +157,8 @@ def mesh_env(netns, tmp_path):
     subprocess.run(["ip", "-n", w, "addr", "add", "10.84.0.2/24", "dev", "br0"], check=True)
     subprocess.run(["ip", "-n", w, "link", "set", "br0", "up"], check=True)
     veth(a, w, "wa" + a[-6:], ["10.84.0.1/24"])
-    veth(b, w, "wb" + b[-6:], ["10.84.0.3/24", "10.84.0.4/24"])
+    veth(b, w, "wb" + b[-6:], ["10.84.0.3/24", "10.84.0.4/24", "10.84.0.5/24",
+                               "10.84.0.6/24", "10.84.0.7/24"])
     for ns in (a, w, b):
         subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
     subprocess.run(["ip", "-n", a, "route", "add", "10.96.84.0/24", "dev", "wa" + a[-6:]],
@@ -165,13 +197,18 @@ def mesh_env(netns, tmp_path):
     try:
         za = run(a, "ztunnel-a", [BIN, "ztunnel"] + common)
         zb = run(b, "ztunnel-b", [BIN, "ztunnel"] + common)
-        wp = run(w, "waypoint", [BIN, "waypoint", "--workload", "waypoint", "--log-level", os.environ.get("WP_LOG", "info")] + common)
+        wp = run(w, "waypoint", [BIN, "waypoint", "--workload", "waypoint",
+                                 "--log-level", os.environ.get("WP_LOG", "info"),
+                                 "--max-request-line", "4096",
+                                 "--max-request-headers", "16384",
+                                 "--max-request-body", str(32 << 20)] + common)
         backend = os.path.join(HERE, "waypoint_backend.py")
-        for name, ip in (("server1", "10.84.0.3"), ("server2", "10.84.0.4")):
-            run(b, "backend-" + name, [sys.executable, backend, name, ip, "8080"])
+        for name, ip, *st in (("server1", "10.84.0.3"), ("server2", "10.84.0.4"),
+                              ("server3", "10.84.0.5", "503"), ("plain", "10.84.0.7")):
+            run(b, "backend-" + name, [sys.executable, backend, name, ip, "8080", *st])
         for ns, p, what in ((a, za, "ztunnel A"), (b, zb, "ztunnel B"), (w, wp, "waypoint")):
             wait_for(lambda: ready(ns, p), what=what + " ready")
-        for ip in ("10.84.0.3", "10.84.0.4"):
+        for ip in ("10.84.0.3", "10.84.0.4", "10.84.0.5", "10.84.0.7"):
             wait_for(lambda: nsrun(b, "curl", "-s", "-o", "/dev/null", f"http://{ip}:8080/",
                                    check=False).returncode == 0, what="backend up")
         yield {"a": a, "w": w, "b": b, "wp": wp, "za": za, "zb": zb, "path": path}
@@ -219,6 +256,7 @@ def test_waypoint_forwards_curl_with_keepalive(mesh_env):
     assert [d["path"] for d in docs] == ["/app/one", "/app/two"]
     h = docs[0]["headers"]
     assert h["x-forwarded-for"] == "10.84.0.1", h
+    assert h["forwarded"] == "for=10.84.0.1;proto=http", h
     assert len(h["x-request-id"]) == 36 and h["host"] == VIP, h
     assert h["traceparent"].startswith("00-") and len(h["traceparent"]) == 55, h
     r = nsrun(mesh_env["a"], "curl", "-sS", "--max-time", "20", "-H",
@@ -486,3 +524,128 @@ def test_waypoint_refuses_smuggling_shapes(mesh_env):
     backends = "".join(open(os.path.join(os.path.dirname(mesh_env["wp"].log_path), f))
                        .read() for f in ("backend-server1.log", "backend-server2.log"))
     assert "/app/s" not in backends, backends
+
+
+def backend_log(env, name):
+    with open(os.path.join(os.path.dirname(env["wp"].log_path), f"backend-{name}.log")) as f:
+        return f.read()
+
+
+def test_waypoint_retries_until_success(mesh_env):
+    """retry {attempts: 3, codes: [503]}: a GET that fails twice gets the third try's 200; one that
+    fails more than 3 retries gets the last 503 (flags URX) after exactly 4 tries."""
+    status, _, body = split(curl(mesh_env, f"http://{VIP}/flaky/a/2").stdout)
+    assert status == 200, diag(mesh_env)
+    doc = json.loads(body)
+    assert doc["hits"] == 3 and doc["server"] == "server1", doc
+    wait_for(lambda: logs(mesh_env["wp"], "request complete", "path=/flaky/a/2", "status=200",
+                          "attempts=3"), what="access log with attempts=3")
+    status, _, body = split(curl(mesh_env, f"http://{VIP}/flaky/b/9").stdout)
+    assert status == 503, diag(mesh_env)
+    assert json.loads(body)["hits"] == 4
+    wait_for(lambda: logs(mesh_env["wp"], "request complete", "path=/flaky/b/9", "status=503",
+                          "flags=URX", "attempts=4"), what="URX access log")
+    status, _, body = split(curl(mesh_env, f"http://{VIP}/app/hits/b").stdout)
+    assert json.loads(body)["hits"] == 4, body
+
+
+def test_waypoint_post_is_not_retried_after_reaching_backend(mesh_env):
+    """A POST that reached the backend and got 503 is not re-sent (not idempotent)."""
+    status, _, body = split(curl(mesh_env, f"http://{VIP}/flaky/p/1", "-d", "x=1").stdout)
+    assert status == 503, diag(mesh_env)
+    status, _, body = split(curl(mesh_env, f"http://{VIP}/app/hits/p").stdout)
+    assert json.loads(body)["hits"] == 1, body
+    wait_for(lambda: logs(mesh_env["wp"], "request complete", "method=POST", "path=/flaky/p/1",
+                          "status=503", "attempts=1"), what="POST access log, one try")
+    # The same with PUT (idempotent) is retried.
+    status, _, body = split(curl(mesh_env, f"http://{VIP}/flaky/q/1", "-X", "PUT",
+                                 "-d", "x=1").stdout)
+    assert status == 200 and json.loads(body)["hits"] == 2, diag(mesh_env)
+    assert json.loads(body)["body"] == "x=1"
+
+
+def test_waypoint_retries_connect_failure_even_for_post(mesh_env):
+    """Service cf: server1 and a workload with nothing listening. A refused connection never
+    reached a backend, so even a POST is retried, on the other endpoint: all 20 succeed."""
+    urls = []
+    for i in range(20):
+        urls += ["-d", f"n={i}", f"http://{VIP_CF}/post/{i}"]
+    r = nsrun(mesh_env["a"], "curl", "-sS", "--max-time", "60", *urls, check=False, timeout=90)
+    assert r.returncode == 0, (r.stderr, diag(mesh_env))
+    docs = [json.loads(l) for l in r.stdout.decode().splitlines() if l.strip()]
+    assert len(docs) == 20 and all(d["server"] == "server1" for d in docs), docs
+    assert all(d["method"] == "POST" for d in docs)
+    wait_for(lambda: logs(mesh_env["wp"], "request complete", "method=POST", "status=200",
+                          "attempts=2"), what="a POST retried after a connect failure")
+
+
+def test_waypoint_outlier_ejection(mesh_env):
+    """Service pool: server1 and server3 (always 503). After 5 consecutive 503s server3 is ejected
+    (30 s by default), so of 60 sequential requests exactly 5 fail."""
+    urls = []
+    for i in range(60):
+        urls += ["-o", "/dev/null", f"http://{VIP_POOL}/o/{i}"]
+    r = nsrun(mesh_env["a"], "curl", "-sS", "-w", "%{http_code}\\n", *urls, check=False,
+              timeout=90)
+    codes = r.stdout.decode().split()
+    assert len(codes) == 60, (r, diag(mesh_env))
+    assert codes.count("503") == 5 and codes.count("200") == 55, codes
+    last_bad = max(i for i, c in enumerate(codes) if c == "503")
+    assert all(c == "200" for c in codes[last_bad + 1:])
+    wait_for(lambda: logs(mesh_env["wp"], "endpoint ejected", "workload=server3"),
+             what="ejection logged")
+
+
+def test_waypoint_request_mirror(mesh_env):
+    """RequestMirror to echo-v2: server1 answers, server2 receives a copy (Host suffixed
+    -shadow), the client never sees the mirror's response."""
+    r = curl(mesh_env, f"http://{VIP}/mirror/one?k=v", "-d", "mirrored body")
+    status, hdrs, body = split(r.stdout)
+    assert status == 200 and json.loads(body)["server"] == "server1", diag(mesh_env)
+    assert hdrs["x-backend"] == "server1"
+    wait_for(lambda: f"seen POST /mirror/one?k=v host={VIP}-shadow from=" in
+             backend_log(mesh_env, "server2"), what="server2 receives the mirrored request")
+    assert "/mirror/one" in backend_log(mesh_env, "server1")
+
+
+def test_waypoint_request_limits(mesh_env):
+    """--max-request-line 4096 -> 414, --max-request-headers 16384 -> 431,
+    --max-request-body 32 MiB -> 413 on a larger Content-Length; none is forwarded."""
+    status, _, _ = split(curl(mesh_env, f"http://{VIP}/app/" + "a" * 5000).stdout)
+    assert status == 414, diag(mesh_env)
+    status, _, _ = split(curl(mesh_env, f"http://{VIP}/app/big-header",
+                              "-H", "x-big: " + "b" * 20000).stdout)
+    assert status == 431, diag(mesh_env)
+    script = ("import socket\n"
+              f"s=socket.create_connection(('{VIP}',80),timeout=10)\n"
+              "s.sendall(b'POST /app/too-big HTTP/1.1\\r\\nHost: x\\r\\n"
+              "Content-Length: 40000000\\r\\n\\r\\n')\n"
+              "print(s.recv(4096).split(b'\\r\\n')[0].decode())\n")
+    r = nsrun(mesh_env["a"], sys.executable, "-c", script, check=False, timeout=30)
+    assert r.stdout.decode().strip() == "HTTP/1.1 413 Content Too Large", (r, diag(mesh_env))
+    log = backend_log(mesh_env, "server1")
+    assert "big-header" not in log and "too-big" not in log and "aaaa" not in log
+
+
+def test_waypoint_plain_tcp_endpoint(mesh_env, tmp_path):
+    """A `protocol: TCP` endpoint is reached directly (no HBONE): keep-alive GETs, a 200 KB POST
+    and a 5 MB response, with the forwarded headers; the backend sees the waypoint's address."""
+    r = nsrun(mesh_env["a"], "curl", "-sS", "--max-time", "20", f"http://{VIP_PLAIN}/a",
+              f"http://{VIP_PLAIN}/b", check=False, timeout=30)
+    assert r.returncode == 0, (r.stderr, diag(mesh_env))
+    docs = [json.loads(l) for l in r.stdout.decode().splitlines() if l.strip()]
+    assert [d["server"] for d in docs] == ["plain", "plain"], docs
+    h = docs[0]["headers"]
+    assert h["forwarded"] == "for=10.84.0.1;proto=http" and h["x-forwarded-for"] == "10.84.0.1"
+    data = tmp_path / "body.bin"
+    data.write_bytes(b"0123456789abcdef" * 12800)
+    r = nsrun(mesh_env["a"], "curl", "-sS", "--max-time", "20", "--data-binary", f"@{data}",
+              f"http://{VIP_PLAIN}/post", check=False, timeout=30)
+    assert r.returncode == 0 and json.loads(r.stdout)["body_len"] == 204800, diag(mesh_env)
+    r = nsrun(mesh_env["a"], "curl", "-sS", "--max-time", "20", "-o", "/dev/null", "-w",
+              "%{http_code} %{size_download}", f"http://{VIP_PLAIN}/app/big/5000000",
+              check=False, timeout=30)
+    assert r.stdout == b"200 5000000", (r, diag(mesh_env))
+    wait_for(lambda: logs(mesh_env["wp"], "request complete", "path=/post",
+                          "upstream=10.84.0.7:8080", "status=200"), what="access log")
+    assert f"seen POST /post host={VIP_PLAIN} from=10.84.0.2" in backend_log(mesh_env, "plain")

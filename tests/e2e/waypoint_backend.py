@@ -1,10 +1,14 @@
 """A backend for the waypoint end-to-end tests: answers every request with JSON naming itself,
 the method, path and request headers it received (HTTP/1.1, keep-alive). Paths starting with
-/slow are answered after 2 s; /app/big/<n> answers n bytes.
+/slow are answered after 2 s; /app/big/<n> answers n bytes; .../flaky/<key>/<n> answers 503 to
+the first n requests for <key>, then 200; .../hits/<key> tells how many requests .../flaky/<key>/
+got. With STATUS every request is answered with that status. Each request is logged to stderr as
+"seen METHOD PATH host=HOST from=CLIENT_IP".
 
-usage: waypoint_backend.py NAME IP PORT"""
+usage: waypoint_backend.py NAME IP PORT [STATUS]"""
 import json
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -13,6 +17,22 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _answer(self):
+        sys.stderr.write("backend %s: seen %s %s host=%s from=%s\n" % (
+            self.server.name, self.command, self.path, self.headers.get("host", ""),
+            self.client_address[0]))
+        sys.stderr.flush()
+        status, hits = self.server.status, None
+        parts = self.path.split("?")[0].split("/")
+        if "flaky" in parts and len(parts) >= parts.index("flaky") + 3:
+            i = parts.index("flaky")
+            key, n = parts[i + 1], int(parts[i + 2])
+            with self.server.lock:
+                hits = self.server.hits[key] = self.server.hits.get(key, 0) + 1
+            if hits <= n:
+                status = 503
+        elif "hits" in parts and len(parts) >= parts.index("hits") + 2:
+            with self.server.lock:
+                hits = self.server.hits.get(parts[parts.index("hits") + 1], 0)
         if self.path.startswith("/slow"):
             time.sleep(2)
         if self.headers.get("transfer-encoding", "").lower() == "chunked":
@@ -32,10 +52,11 @@ class Handler(BaseHTTPRequestHandler):
             out = b"x" * int(self.path.rsplit("/", 1)[1])
         else:
             doc = {"server": self.server.name, "method": self.command, "path": self.path,
+                   "hits": hits,
                    "headers": {k.lower(): v for k, v in self.headers.items()},
                    "body": body if len(body) < 65536 else "", "body_len": len(body)}
             out = (json.dumps(doc) + "\n").encode()
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(out)))
         self.send_header("x-backend", self.server.name)
@@ -54,6 +75,8 @@ def main():
     ThreadingHTTPServer.daemon_threads = True
     srv = ThreadingHTTPServer((ip, port), Handler)
     srv.name = name
+    srv.status = int(sys.argv[4]) if len(sys.argv) > 4 else 200
+    srv.hits, srv.lock = {}, threading.Lock()
     srv.serve_forever()
 
 
