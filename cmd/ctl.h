@@ -8,6 +8,7 @@
 #include "pkg/config/config.h"
 #include "pkg/json/json.h"
 #include "pkg/authz/authz.h"
+#include "pkg/l7/l7.h"
 #include "pkg/proxy/proxy.h"
 
 #include <stdbool.h>
@@ -124,9 +125,33 @@ cJSON *ctl_mesh_json(const struct config *c);
 /* --to HOST:PORT|IP:PORT -> address; notes how it was resolved into dj. */
 int ctl_parse_to(const struct config *c, const char *to, const struct config_workload *src,
 		 struct net_addr *orig, cJSON *dj, struct errbuf *eb);
+/* The HTTP request explain evaluates at a waypoint. */
+struct ctl_l7_opts {
+	const char *method, *path;	 /* NULL: "GET", "/" */
+	const char *host;		 /* the Host header unless --header host=... */
+	const struct flag_list *headers; /* "K=V" or "K: V" */
+	struct l7_norm_opts norm;	 /* as the waypoint's --path-normalization */
+};
 /* The whole explanation as JSON (see docs/ctl.md). */
 cJSON *ctl_explain_build(const struct config *c, const struct config_workload *src,
-			 const char *src_ip_text, const struct net_addr *orig, const char *method,
-			 const char *path, const struct flag_list *headers);
+			 const char *src_ip_text, const struct net_addr *orig,
+			 const struct ctl_l7_opts *l7);
+
+/* ---- L7 at a waypoint (ctl_l7.c): pkg/l7's own decisions, in pkg/waypoint's order --------- */
+/* A backend the waypoint forwards to. */
+struct ctl_l7_backend {
+	const struct config_service *svc;
+	uint16_t port;
+};
+/* "DEFAULT|NONE|BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES" (NULL: DEFAULT); -1 if unknown. */
+int ctl_l7_norm_parse(const char *s, bool reject_escaped, struct l7_norm_opts *o);
+/* One request at waypoint wp for service svc (NULL: workload-addressed) port `port`: the
+ * enforcement point as JSON ("status", "verdict", "reason", "forwarded" when it reaches a
+ * backend) and the backends it may reach (out, up to cap, *nb). */
+cJSON *ctl_l7_point(const struct config *c, const struct config_workload *wp,
+		    const struct config_service *svc, uint16_t port,
+		    const struct config_workload *src, const struct config_ip *src_ip,
+		    const struct ctl_l7_opts *o, struct ctl_l7_backend *out, size_t cap,
+		    size_t *nb);
 
 #endif

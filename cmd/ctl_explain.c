@@ -427,52 +427,32 @@ static cJSON *waypoint_candidates(const struct config *c, const struct config_wo
 	return arr;
 }
 
-/* L7 policies and routes bound to the service (targetRefs / parentRefs kind Service). */
-static cJSON *l7_bound(const cJSON *list, const char *refs_key, const struct config_service *s)
-{
-	cJSON *arr = cJSON_CreateArray();
-	const cJSON *p;
-
-	CTL_EACH(p, list)
-	{
-		const cJSON *meta = cJSON_GetObjectItemCaseSensitive(p, "metadata");
-		const cJSON *spec = cJSON_GetObjectItemCaseSensitive(p, "spec");
-		const char *ns =
-			*ctl_jstr(meta, "namespace") ? ctl_jstr(meta, "namespace") : "default";
-		const cJSON *ref;
-		char key[512];
-
-		CTL_EACH(ref, cJSON_GetObjectItemCaseSensitive(spec, refs_key))
-		{
-			const char *rns =
-				*ctl_jstr(ref, "namespace") ? ctl_jstr(ref, "namespace") : ns;
-			if (strcmp(ctl_jstr(ref, "kind"), "Service") ||
-			    strcmp(ctl_jstr(ref, "name"), s->name) || strcmp(rns, s->namespace))
-				continue;
-			snprintf(key, sizeof(key), "%s/%s", ns, ctl_jstr(meta, "name"));
-			if (*ctl_jstr(spec, "action")) {
-				cJSON *o = cJSON_CreateObject();
-				cJSON_AddStringToObject(o, "policy", key);
-				cJSON_AddStringToObject(o, "action", ctl_jstr(spec, "action"));
-				cJSON_AddItemToArray(arr, o);
-			} else {
-				cJSON_AddItemToArray(arr, cJSON_CreateString(key));
-			}
-			break;
-		}
-	}
-	return arr;
-}
-
 static void set_verdict(cJSON *root, const char *v, const char *why)
 {
 	cJSON_AddStringToObject(root, "verdict", v);
 	cJSON_AddStringToObject(root, "verdictReason", why);
 }
 
+/* Every backend's endpoints, each tagged with its service (the waypoint picks among them). */
+static cJSON *backend_endpoints(const struct config *c, const struct ctl_l7_backend *b, size_t nb,
+				const struct config_workload *src, const struct net_addr *orig)
+{
+	cJSON *all = cJSON_CreateArray();
+
+	for (size_t i = 0; i < nb; i++) {
+		cJSON *one = endpoints_json(c, b[i].svc, b[i].port, src, true, orig), *e;
+		while ((e = cJSON_DetachItemFromArray(one, 0))) {
+			cJSON_AddStringToObject(e, "service", b[i].svc->key);
+			cJSON_AddItemToArray(all, e);
+		}
+		cJSON_Delete(one);
+	}
+	return all;
+}
+
 cJSON *ctl_explain_build(const struct config *c, const struct config_workload *src,
-			 const char *src_ip_text, const struct net_addr *orig, const char *method,
-			 const char *path, const struct flag_list *headers)
+			 const char *src_ip_text, const struct net_addr *orig,
+			 const struct ctl_l7_opts *l7)
 {
 	cJSON *root = cJSON_CreateObject(), *mesh = ctl_mesh_json(c);
 	cJSON *sj = cJSON_AddObjectToObject(root, "source");
@@ -483,7 +463,10 @@ cJSON *ctl_explain_build(const struct config *c, const struct config_workload *s
 	struct config_ip src_ip = {0}, dst_ip;
 	struct net_ip nip;
 	const struct config_service *svc;
-	bool any_allow = false, any_deny = false;
+	bool any_allow = false, any_deny = false, any_fail = false, forwarded = true;
+	cJSON *l7p = NULL;
+	struct ctl_l7_backend backends[64];
+	size_t nb = 0;
 
 	add_workload(sj, "workload", src);
 	if (src && src->n_workload_ips)
@@ -571,14 +554,31 @@ cJSON *ctl_explain_build(const struct config *c, const struct config_workload *s
 		cJSON_AddStringToObject(rj, "connectTo", "the picked endpoint (see endpoints)");
 	}
 
+	/* The waypoint's L7 decision comes first: its route picks the backends. */
+	if (r.waypoint && r.kind == PROXY_ROUTE_HBONE) {
+		l7p = ctl_l7_point(c, r.waypoint, svc, net_addr_port(orig), src,
+				   src_ip.family ? &src_ip : NULL, l7, backends,
+				   ARRAY_LEN(backends), &nb);
+		forwarded = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(l7p, "forwarded"));
+	}
+
 	/* Endpoints: every candidate; the choice is weighted random, so all are listed. */
-	if (svc) {
+	if (r.waypoint && l7p && forwarded && nb) {
+		cJSON *ej = cJSON_AddObjectToObject(root, "endpoints");
+		cJSON_AddStringToObject(
+			ej, "selection",
+			"the waypoint picks per request among the healthy endpoints of the "
+			"backend its route chose: two weighted random picks (proxy_pick_endpoint), "
+			"the one with fewer requests in flight");
+		cJSON_AddItemToObject(ej, "candidates",
+				      backend_endpoints(c, backends, nb, src, orig));
+	} else if (svc) {
 		cJSON *ej = cJSON_AddObjectToObject(root, "endpoints");
 		bool wp = r.waypoint != NULL;
 		cJSON_AddStringToObject(
 			ej, "selection",
-			wp ? "chosen by the waypoint after L7 routing (the candidates below are "
-			     "the service's; routes may send elsewhere)"
+			wp ? "not reached: the waypoint answers this request itself (the service's "
+			     "endpoints are listed)"
 			   : "weighted random by capacity among healthy endpoints, one pick per "
 			     "connection (proxy_pick_endpoint)");
 		cJSON_AddItemToObject(ej, "candidates",
@@ -614,12 +614,12 @@ cJSON *ctl_explain_build(const struct config *c, const struct config_workload *s
 	}
 
 	l7req = cJSON_AddObjectToObject(root, "request");
-	cJSON_AddStringToObject(l7req, "method", method ? method : "");
-	cJSON_AddStringToObject(l7req, "path", path ? path : "");
+	cJSON_AddStringToObject(l7req, "method", l7->method ? l7->method : "");
+	cJSON_AddStringToObject(l7req, "path", l7->path ? l7->path : "");
 	{
 		cJSON *h = cJSON_AddArrayToObject(l7req, "headers");
-		for (int i = 0; headers && i < headers->n; i++)
-			cJSON_AddItemToArray(h, cJSON_CreateString(headers->items[i]));
+		for (int i = 0; l7->headers && i < l7->headers->n; i++)
+			cJSON_AddItemToArray(h, cJSON_CreateString(l7->headers->items[i]));
 	}
 
 	/* Enforcement points. */
@@ -636,25 +636,15 @@ cJSON *ctl_explain_build(const struct config *c, const struct config_workload *s
 			    "applies");
 		goto out;
 	}
-	if (r.waypoint) {
-		cJSON *p = cJSON_CreateObject();
-		const struct config_service *bound = svc;
-		cJSON_AddStringToObject(p, "point", "waypoint");
-		cJSON_AddStringToObject(p, "workload", ctl_wl_name(r.waypoint, name, sizeof(name)));
-		cJSON_AddStringToObject(p, "layer", "L7");
-		cJSON_AddStringToObject(p, "peerIdentity", src ? src->identity : "");
-		if (bound) {
-			cJSON_AddItemToObject(p, "l7Policies",
-					      l7_bound(config_l7_policies(c), "targetRefs", bound));
-			cJSON_AddItemToObject(p, "routes",
-					      l7_bound(config_routes(c), "parentRefs", bound));
+	if (l7p) {
+		cJSON_AddItemToArray(points, l7p);
+		if (!forwarded) {
+			if (ctl_jnum(l7p, "status") > 0)
+				cJSON_AddNumberToObject(root, "httpStatus",
+							ctl_jnum(l7p, "status"));
+			set_verdict(root, ctl_jstr(l7p, "verdict"), ctl_jstr(l7p, "reason"));
+			goto out;
 		}
-		cJSON_AddStringToObject(p, "verdict", "not evaluated offline");
-		cJSON_AddStringToObject(
-			p, "reason",
-			"L7 attributes (method, path, headers) and the routes are evaluated by the "
-			"waypoint; ambient waypoint is not built yet, so ctl cannot evaluate them");
-		cJSON_AddItemToArray(points, p);
 	}
 	{
 		/* Destination ztunnel(s): one per distinct destination workload. */
@@ -662,7 +652,7 @@ cJSON *ctl_explain_build(const struct config *c, const struct config_workload *s
 		uint16_t ports[64];
 		size_t nd = 0;
 
-		if (svc) {
+		if (svc || nb) {
 			const cJSON *cands = cJSON_GetObjectItemCaseSensitive(
 				cJSON_GetObjectItemCaseSensitive(root, "endpoints"), "candidates");
 			const cJSON *e;
@@ -696,6 +686,15 @@ cJSON *ctl_explain_build(const struct config *c, const struct config_workload *s
 			conn.dst_port = ports[i];
 			conn.src_identity = hbone && peer ? peer->identity : "";
 			p = ctl_authz_point(c, mesh, dsts[i], &conn);
+			if (r.waypoint && dsts[i]->protocol != CONFIG_PROTOCOL_HBONE) {
+				/* pkg/waypoint answers 503 for a plain-TCP endpoint. */
+				cJSON_ReplaceItemInObjectCaseSensitive(p, "verdict",
+								       cJSON_CreateString("fail"));
+				cJSON_ReplaceItemInObjectCaseSensitive(
+					p, "reason",
+					cJSON_CreateString("the waypoint does not forward to a "
+							   "plain-TCP endpoint (503)"));
+			}
 			cJSON_AddStringToObject(p, "point", "destination ztunnel");
 			cJSON_AddStringToObject(p, "workload",
 						ctl_wl_name(dsts[i], name, sizeof(name)));
@@ -718,25 +717,29 @@ cJSON *ctl_explain_build(const struct config *c, const struct config_workload *s
 			v = cJSON_GetObjectItemCaseSensitive(p, "verdict");
 			if (strcmp(v->valuestring, "allow") == 0)
 				any_allow = true;
+			else if (strcmp(v->valuestring, "fail") == 0)
+				any_fail = true;
 			else
 				any_deny = true;
 			cJSON_AddItemToArray(points, p);
 		}
 	}
-	if (any_deny && !any_allow) {
+	if ((any_deny || any_fail) && !any_allow) {
 		const cJSON *p = cJSON_GetArrayItem(points, cJSON_GetArraySize(points) - 1);
-		snprintf(line, sizeof(line), "destination ztunnel: %s", ctl_jstr(p, "reason"));
-		set_verdict(root, "deny", line);
-	} else if (any_deny) {
+		snprintf(line, sizeof(line), "destination ztunnel: %s%s", ctl_jstr(p, "reason"),
+			 l7p ? "; the waypoint answers 503 (upstream refused)" : "");
+		set_verdict(root, any_deny ? "deny" : "fail", line);
+		if (l7p)
+			cJSON_AddNumberToObject(root, "httpStatus", 503);
+	} else if (any_deny || any_fail) {
 		set_verdict(root, "depends",
 			    "some endpoints allow and some deny: it depends on the endpoint the "
 			    "weighted random choice picks");
-	} else if (r.waypoint) {
+	} else if (l7p) {
 		const cJSON *p = cJSON_GetArrayItem(points, cJSON_GetArraySize(points) - 1);
-		snprintf(line, sizeof(line),
-			 "destination ztunnel: %s; the waypoint's L7 policies still apply to each "
-			 "request",
-			 ctl_jstr(p, "reason"));
+		snprintf(line, sizeof(line), "%s; destination ztunnel: %s", ctl_jstr(l7p, "reason"),
+			 p ? ctl_jstr(p, "reason") : "no enforcement point");
+		cJSON_AddNumberToObject(root, "httpStatus", 200);
 		set_verdict(root, "allow", line);
 	} else {
 		const cJSON *p = cJSON_GetArrayItem(points, 0);

@@ -343,6 +343,11 @@ int ctl_connections_main(int argc, char **argv)
 
 	if (rc)
 		return rc > 0 ? CTL_EXIT_OK : CTL_EXIT_USAGE;
+	if (o.node && *o.node) {
+		fprintf(stderr, "ctl connections: --node does not apply (a ztunnel lists only its "
+				"own node's connections: pass that node's --admin)\n");
+		return CTL_EXIT_USAGE;
+	}
 	if (ctl_admin_json(o.admin, "/connections", &d, &eb) < 0) {
 		fprintf(stderr, "ctl connections: %s\n", eb.msg);
 		return CTL_EXIT_FAIL;
@@ -364,7 +369,14 @@ int ctl_connections_main(int argc, char **argv)
 					      ? "HBONE"
 					      : "TCP"};
 
-		if (!keep(o.name, wl))
+		const char *slash = strchr(wl, '/');
+		size_t nsl = slash ? (size_t)(slash - wl) : 0;
+
+		/* wl is "namespace/name": --name matches it or the bare name. */
+		if (o.name && *o.name && strcmp(o.name, wl) &&
+		    !(slash && !strcmp(o.name, slash + 1)))
+			continue;
+		if (o.ns && *o.ns && !(slash && strlen(o.ns) == nsl && !strncmp(o.ns, wl, nsl)))
 			continue;
 		ctl_table_add(&t, row);
 		cJSON_AddItemToArray(out, cJSON_Duplicate(c, true));

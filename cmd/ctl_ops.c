@@ -1,5 +1,6 @@
 /* `ambient ctl status` and `ambient ctl bug-report`: several running components at once. */
 #include "cmd/ctl.h"
+#include "pkg/httpc/httpc.h"
 #include "version.h"
 
 #include <errno.h>
@@ -84,33 +85,142 @@ static void cert_summary(const cJSON *d, char *exp, size_t cap, char *err, size_
 	}
 }
 
+/* ---- the control plane's current config: the CA's /v1/config ETag ------------------------- */
+
+struct etag_arg {
+	char *out;
+	size_t cap;
+};
+
+static void on_ca_head(void *arg, const struct http1_msg *m)
+{
+	struct etag_arg *a = arg;
+	struct slice v;
+
+	if (http1_fields_get(&m->headers, "etag", &v)) {
+		/* Quoted (RFC 9110 §8.8.3); the dumps show it bare. */
+		if (v.n >= 2 && v.p[0] == '"' && v.p[v.n - 1] == '"') {
+			v.p++;
+			v.n -= 2;
+		}
+		snprintf(a->out, a->cap, "%.*s", (int)v.n, (const char *)v.p);
+	}
+}
+
+/* GET <ca>/v1/config (ca: "https://host:port" or the full URL) with the node token; the ETag
+ * header into out. */
+static int ca_config_etag(const char *ca, const char *ca_root, const char *token_file, char *out,
+			  size_t cap, struct errbuf *eb)
+{
+	const char *hp = strstr(ca, "://");
+	char *url;
+	struct httpc c;
+	struct httpc_opts o = {.ca_root = ca_root,
+			       .ca_root_what = "--ca-root",
+			       .peer_what = "CA",
+			       .connect_timeout_ms = 3000};
+	struct etag_arg a = {out, cap};
+	struct httpc_req rq = {.max_body = CONFIG_MAX_BYTES,
+			       .wakefd = -1,
+			       .accept = "application/json",
+			       .token_file = token_file,
+			       .on_head = on_ca_head,
+			       .arg = &a};
+	struct httpc_resp rs;
+	int rc;
+
+	out[0] = '\0';
+	if (!hp)
+		url = xasprintf("https://%s/v1/config", ca);
+	else if (!strchr(hp + 3, '/'))
+		url = xasprintf("%s/v1/config", ca);
+	else
+		url = xstrdup(ca);
+	if (strncmp(url, "https://", 8) == 0 && (!ca_root || !*ca_root)) {
+		free(url);
+		return errbuf_set(eb, E_INVAL, "--ca %s: an https URL needs --ca-root FILE", ca);
+	}
+	if (httpc_init(&c, url, &o, eb) < 0) {
+		errbuf_prefix(eb, "--ca %s", ca);
+		httpc_fini(&c);
+		free(url);
+		return -E_INVAL;
+	}
+	rc = httpc_fetch(&c, &rq, &rs, eb);
+	httpc_fini(&c);
+	if (rc < 0)
+		errbuf_prefix(eb, "cannot fetch %s", url);
+	else if (rs.status != 200)
+		rc = errbuf_set(eb, E_PROTO, "cannot fetch %s: HTTP %d%s", url, rs.status,
+				rs.status == 401 ? " (pass --token-file with a node token)" : "");
+	else if (!out[0])
+		rc = errbuf_set(eb, E_PROTO, "%s: the response has no ETag", url);
+	httpc_resp_fini(&rs);
+	free(url);
+	return rc < 0 ? rc : 0;
+}
+
+/* Whether a component's config is the CA's current one: its own etag (a hash of the bytes it
+ * loaded: equal for a copy of the CA's source file) or, when it follows the CA over HTTP, the
+ * ETag the CA sent it (the CA serves a re-rendered document, whose bytes hash differently). */
+static bool etag_current(const cJSON *cfg, const char *want)
+{
+	const char *h = ctl_jstr(cfg, "httpEtag");
+	size_t n = strlen(h), w = strlen(want);
+
+	if (strcmp(ctl_jstr(cfg, "etag"), want) == 0)
+		return true;
+	if (strncmp(h, "W/", 2) == 0) {
+		h += 2;
+		n -= 2;
+	}
+	if (n >= 2 && h[0] == '"' && h[n - 1] == '"') {
+		h++;
+		n -= 2;
+	}
+	return n == w && strncmp(h, want, n) == 0;
+}
+
 static const char status_usage[] =
-	"ambient ctl status [--admin URL]... [--inventory FILE] [--ca-admin URL] [-o json]";
+	"ambient ctl status [--admin URL]... [--inventory FILE] [--ca URL --ca-root FILE "
+	"[--token-file FILE]] [--ca-admin URL] [-o json]";
 
 int ctl_status_main(int argc, char **argv)
 {
 	static const char *const head[] = {"NAME",   "COMPONENT", "VERSION",	 "ETAG",
 					   "SYNCED", "READY",	  "CERT EXPIRY", "LAST ERROR"};
 	struct flag_list admins = {.n = 0}, all;
-	const char *inventory = NULL, *ca_admin = NULL, *out = "table";
+	const char *inventory = NULL, *ca_admin = NULL, *out = "table", *ca = NULL;
+	const char *ca_root = NULL, *token_file = NULL;
 	const struct flag fl[] = {
 		{"admin", FLAG_STR_LIST, &admins, "admin URL of a component (repeatable)", "URL"},
 		{"inventory", FLAG_STR, &inventory, "file with one admin URL per line", "FILE"},
+		{"ca", FLAG_STR, &ca,
+		 "the CA serving the config (https://host:port or its /v1/config URL): the ETag "
+		 "it serves now is the current config",
+		 "URL"},
+		{"ca-root", FLAG_STR, &ca_root, "root certificate for an https --ca", "FILE"},
+		{"token-file", FLAG_STR, &token_file, "bearer token (a node token) for --ca",
+		 "FILE"},
 		{"ca-admin", FLAG_STR, &ca_admin,
-		 "admin URL of the CA: its config etag is the current one", "URL"},
+		 "admin URL of the CA: its config dump's etag (fallback when --ca is not given or "
+		 "fails)",
+		 "URL"},
 		{"o", FLAG_STR, &out, "output: table (default) or json", "FORMAT"},
 	};
 	const char *pos[1];
 	int npos, rc, exit_rc = CTL_EXIT_OK;
 	struct errbuf eb = {0};
 	char *inv = NULL;
-	const char *want_etag = NULL;
+	const char *want_etag = NULL, *etag_from = "";
+	char ca_etag[160];
 	cJSON *ca_dump = NULL, *arr = cJSON_CreateArray();
 	struct ctl_table t;
 
 	rc = ctl_parse("status", status_usage,
 		       "  ambient ctl status --admin 10.0.0.1:15000 --admin 10.0.0.2:15000 "
-		       "--ca-admin 10.0.0.9:15000",
+		       "--ca https://10.0.0.9:15012 --ca-root root-cert.pem --token-file token\n"
+		       "  ambient ctl status --inventory nodes.txt --ca-admin 10.0.0.9:15000",
 		       fl, ARRAY_LEN(fl), argc, argv, pos, 0, &npos);
 	if (rc) {
 		cJSON_Delete(arr);
@@ -122,12 +232,24 @@ int ctl_status_main(int argc, char **argv)
 		cJSON_Delete(arr);
 		return CTL_EXIT_FAIL;
 	}
-	if (ca_admin) {
+	if (ca) {
+		if (ca_config_etag(ca, ca_root, token_file, ca_etag, sizeof(ca_etag), &eb) < 0) {
+			fprintf(stderr, "ctl status: CA: %s%s\n", eb.msg,
+				ca_admin ? "; using --ca-admin" : "");
+			if (!ca_admin)
+				exit_rc = CTL_EXIT_FAIL;
+		} else {
+			want_etag = ca_etag;
+			etag_from = "ca /v1/config ETag";
+		}
+	}
+	if (ca_admin && !want_etag) {
 		if (ctl_admin_json(ca_admin, "/config_dump", &ca_dump, &eb) < 0) {
 			fprintf(stderr, "ctl status: CA: %s\n", eb.msg);
 			exit_rc = CTL_EXIT_FAIL;
 		} else {
 			want_etag = ctl_jstr(cfg_of(ca_dump), "etag");
+			etag_from = "ca admin /config_dump";
 		}
 	}
 	ctl_table_init(&t, head, ARRAY_LEN(head));
@@ -173,8 +295,7 @@ int ctl_status_main(int argc, char **argv)
 		}
 		if (want_etag)
 			snprintf(synced, sizeof(synced), "%s",
-				 strcmp(want_etag, ctl_jstr(cfg_of(d), "etag")) == 0 ? "SYNCED"
-										     : "STALE");
+				 etag_current(cfg_of(d), want_etag) ? "SYNCED" : "STALE");
 		if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg_of(d), "ok")) && cfg_of(d))
 			snprintf(synced, sizeof(synced), "ERROR");
 		row[0] = name;
@@ -190,7 +311,9 @@ int ctl_status_main(int argc, char **argv)
 		cJSON_AddStringToObject(o, "component", row[1]);
 		cJSON_AddNumberToObject(o, "configVersion", ctl_jnum(cfg_of(d), "version"));
 		cJSON_AddStringToObject(o, "etag", row[3]);
+		cJSON_AddStringToObject(o, "httpEtag", ctl_jstr(cfg_of(d), "httpEtag"));
 		cJSON_AddStringToObject(o, "caEtag", want_etag ? want_etag : "");
+		cJSON_AddStringToObject(o, "caEtagFrom", etag_from);
 		cJSON_AddStringToObject(o, "synced", synced);
 		cJSON_AddStringToObject(o, "ready", ready);
 		cJSON_AddStringToObject(o, "certExpiry", exp);

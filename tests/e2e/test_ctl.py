@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from conftest import BIN, ROOT, stop_all, wait_for
+from conftest import BIN, ROOT, http, stop_all, wait_for
 
 CTL = os.path.join(ROOT, "testdata", "ctl")
 CONFIG = os.path.join(ROOT, "testdata", "config")
@@ -156,8 +156,10 @@ def test_explain_lists_every_endpoint_and_waypoint_identity():
     x = json.loads(r.stdout)
     assert x["expectedServerIdentities"] == ["spiffe://cluster.local/ns/server/sa/waypoint"]
     wp = [p for p in x["enforcement"] if p["point"] == "waypoint"][0]
-    assert wp["l7Policies"] == [{"policy": "server/reviews-get-only", "action": "ALLOW"}]
+    assert [(p["policy"], p["action"], p["matched"]) for p in wp["policies"]] == [
+        ("server/reviews-get-only", "ALLOW", False)]
     assert x["request"]["method"] == "POST"
+    assert (x["verdict"], x["httpStatus"]) == ("deny", 403)
 
 
 def test_explain_depends_on_the_endpoint(tmp_path):
@@ -189,6 +191,146 @@ def test_explain_golden(name, src, dst):
     golden(f"{name}.golden", r.stdout + f"exit: {r.returncode}\n")
     r = ctl("explain", "--config", "mesh.json", "--from", src, "--to", dst, "-o", "json",
             cwd=CTL)
+    golden(f"{name}.json.golden", r.stdout)
+
+
+# ---- explain at a waypoint: pkg/l7's own decisions ----------------------------------------------
+
+L7 = os.path.join(CTL, "l7.json")  # test_waypoint.py's mesh in 10.82.0.0/24, plus policies
+
+
+def l7_policies(doc):
+    """The policies of the L7 cases (testdata/ctl/l7.json has them applied): deny-admin gets a
+    second rule, an ALLOW policy with three rules (principal, GET/HEAD, header x-user: bob), and an
+    L4 policy at the destination ztunnels that allows only the waypoint's identity."""
+    for p in doc["l7Policies"]:
+        if p["metadata"]["name"] == "deny-admin":
+            p["spec"]["rules"] = [{"to": [{"operation": {"paths": ["/secret", "/secret/*"]}}]},
+                                  {"to": [{"operation": {"paths": ["/admin", "/admin/*"]}}]}]
+    doc["l7Policies"].append({
+        "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+        "metadata": {"name": "allow-read", "namespace": "server"},
+        "spec": {"targetRefs": [{"kind": "Service", "group": "", "name": "echo"}],
+                 "action": "ALLOW",
+                 "rules": [{"from": [{"source": {
+                     "principals": ["cluster.local/ns/other/sa/other"]}}]},
+                     {"to": [{"operation": {"methods": ["GET", "HEAD"]}}]},
+                     {"when": [{"key": "request.headers[x-user]", "values": ["bob"]}]}]}})
+    doc["policies"] = [{"name": "only-waypoint", "namespace": "server", "scope": "Namespace",
+                        "action": "Allow", "rules": [[[{"principals": [
+                            {"Exact": "cluster.local/ns/server/sa/waypoint"}]}]]]}]
+    return doc
+
+
+# (method, path, headers, verdict, HTTP status, route "ns/name#rule", deciding L7 policy
+#  "ns/name#rule", backends)
+L7_CASES = [
+    ("GET", "/app/x", [], "allow", 200, "server/echo#2", "server/allow-read#1",
+     ["server/echo.server.svc.cluster.local"]),
+    ("GET", "/admin/x", [], "deny", 403, None, "server/deny-admin#1", []),
+    ("GET", "/app/../admin", [], "deny", 403, None, "server/deny-admin#1", []),
+    ("GET", "/v2/items?x=1", [], "allow", 200, "server/echo#0", "server/allow-read#1",
+     ["server/echo-v2.server.svc.cluster.local"]),
+    ("GET", "/nowhere", [], "not-found", 404, None, "server/allow-read#1", []),
+    ("POST", "/app/p", [], "deny", 403, None, None, []),
+    ("POST", "/app/p", ["x-user=bob"], "allow", 200, "server/echo#2", "server/allow-read#2",
+     ["server/echo.server.svc.cluster.local"]),
+    ("GET", "/old/page", [], "redirect", 301, "server/echo#3", "server/allow-read#1", []),
+    ("GET", "/split", [], "allow", 200, "server/echo#6", "server/allow-read#1",
+     ["server/echo.server.svc.cluster.local", "server/echo-v2.server.svc.cluster.local"]),
+]
+
+
+def explain_l7(cfg, to, method, path, headers, *extra, cwd=None):
+    args = ["explain", "--config", cfg, "--from", "client", "--to", to, "--method", method,
+            "--path", path]
+    for h in headers:
+        args += ["--header", h]
+    return ctl(*args, *extra, cwd=cwd)
+
+
+def l7_summary(x):
+    """(verdict, status, route, deciding L7 policy, backends) of an explanation."""
+    wp = [p for p in x["enforcement"] if p["point"] == "waypoint"][0]
+    rt, az = wp.get("route") or {}, wp.get("authz") or {}
+    route = f"{rt['name']}#{rt['rule']}" if rt.get("matched") else None
+    pol = (f"{az['decidingPolicy']}#{az['decidingRule']}" if az.get("decidingPolicy")
+           else None)
+    return (x["verdict"], x["httpStatus"], route, pol,
+            [b["service"] for b in wp.get("backends", [])])
+
+
+@pytest.mark.parametrize("case", L7_CASES, ids=lambda c: f"{c[0]} {c[1]} {c[2]}")
+def test_explain_l7_cases(case):
+    method, path, headers, verdict, status, route, policy, backends = case
+    r = explain_l7(L7, "echo.server.svc.cluster.local:80", method, path, headers, "-o", "json")
+    assert r.returncode == (0 if verdict in ("allow", "redirect") else 5), r.stderr
+    x = json.loads(r.stdout)
+    assert l7_summary(x) == (verdict, status, route, policy, backends)
+    wp = x["enforcement"][0]
+    assert wp["point"] == "waypoint" and wp["peerIdentity"].endswith("/sa/client")
+    # every applicable L7 policy has its own verdict; the deciding one agrees with authz
+    trace = {p["policy"]: p for p in wp["policies"]}
+    assert set(trace) == {"server/deny-admin", "server/allow-read"}
+    if policy:
+        name, rule = policy.split("#")
+        assert trace[name]["matched"] is True and trace[name]["rule"] == int(rule)
+    if status == 200:
+        # then the destination ztunnel of every endpoint, with the waypoint as the peer
+        l4 = [p for p in x["enforcement"] if p["point"] == "destination ztunnel"]
+        assert l4 and all(p["peerIdentity"].endswith("/sa/waypoint") for p in l4)
+        assert all(p["decidingPolicy"] == "server/only-waypoint" for p in l4)
+
+
+def test_explain_l7_weights_and_l4_after_the_waypoint(tmp_path):
+    x = json.loads(explain_l7(L7, "10.96.82.10:80", "GET", "/split", [], "-o", "json").stdout)
+    wp = x["enforcement"][0]
+    assert [(b["weight"], b["share"]) for b in wp["backends"]] == [(1, "1/4"), (3, "3/4")]
+    assert wp["request"]["host"] == "10.96.82.10"
+    # the destination ztunnel denies the waypoint's identity: the waypoint answers 503
+    with open(L7) as f:
+        doc = json.load(f)
+    doc["policies"] = [{"name": "deny-waypoint", "namespace": "server", "scope": "Namespace",
+                        "action": "Deny", "rules": [[[{"principals": [
+                            {"Exact": "cluster.local/ns/server/sa/waypoint"}]}]]]}]
+    p = tmp_path / "m.json"
+    p.write_text(json.dumps(doc))
+    r = explain_l7(str(p), "10.96.82.10:80", "GET", "/app/x", [], "-o", "json")
+    x = json.loads(r.stdout)
+    assert r.returncode == 5 and (x["verdict"], x["httpStatus"]) == ("deny", 503)
+    assert x["enforcement"][-1]["reason"] == "denied by policy server/deny-waypoint rule 0"
+    # path normalization as the waypoint's flags: an escaped slash rejected is a 400
+    r = explain_l7(L7, "10.96.82.10:80", "GET", "/app%2Fx", [], "--reject-escaped-slashes",
+                   "-o", "json")
+    x = json.loads(r.stdout)
+    assert r.returncode == 5 and (x["verdict"], x["httpStatus"]) == ("fail", 400)
+    r = explain_l7(L7, "10.96.82.10:80", "GET", "/", [], "--path-normalization", "SOMETIMES")
+    assert r.returncode == 2
+    # workload-addressed traffic to a waypoint for services only: the tunnel is refused
+    x = json.loads(explain_l7(L7, "10.82.0.4:8080", "GET", "/", [], "-o", "json").stdout)
+    assert (x["verdict"], x["enforcement"][0]["connectStatus"]) == ("fail", 400)
+    doc["workloads"][1]["waypointFor"] = "all"
+    doc["policies"] = []
+    p.write_text(json.dumps(doc))
+    x = json.loads(explain_l7(str(p), "10.82.0.4:8080", "GET", "/", [], "-o", "json").stdout)
+    assert (x["verdict"], x["httpStatus"]) == ("allow", 200), x["verdictReason"]
+    assert x["enforcement"][-1]["workload"] == "server/server2"
+
+
+@pytest.mark.parametrize("name,method,path,headers", [
+    ("explain-l7-allow", "GET", "/app/x", []),
+    ("explain-l7-deny", "GET", "/admin/x", []),
+    ("explain-l7-header", "POST", "/app/p", ["x-user=bob"]),
+    ("explain-l7-v2", "GET", "/v2/items?x=1", []),
+    ("explain-l7-split", "GET", "/split", []),
+    ("explain-l7-404", "GET", "/nowhere", []),
+    ("explain-l7-redirect", "GET", "/old/page", []),
+])
+def test_explain_l7_golden(name, method, path, headers):
+    to = "echo.server.svc.cluster.local:80"
+    r = explain_l7("l7.json", to, method, path, headers, cwd=CTL)
+    golden(f"{name}.golden", r.stdout + f"exit: {r.returncode}\n")
+    r = explain_l7("l7.json", to, method, path, headers, "-o", "json", cwd=CTL)
     golden(f"{name}.json.golden", r.stdout)
 
 
@@ -509,6 +651,96 @@ def test_live_with_a_ca(server, procs, tmp_path):
     assert all(tok.encode() not in b and b"PRIVATE KEY" not in b for b in blobs)
 
 
+def test_status_against_the_ca_config(server, procs, tmp_path):
+    """`status --ca`: the current config is the ETag the CA serves on /v1/config now. Ztunnel A
+    follows the CA, ztunnel B a copy of the file: after a change at the CA, B is STALE until its
+    copy catches up. The admin dump of the CA stays as a fallback."""
+    cadir = str(tmp_path / "ca")
+    subprocess.run([BIN, "ca", "init", "--trust-domain", "cluster.local", "--dir", cadir],
+                   check=True, capture_output=True)
+    mesh, copy = str(tmp_path / "mesh.json"), str(tmp_path / "copy.json")
+    with open(os.path.join(CONFIG, "good", "localhost.json")) as f:
+        doc = json.load(f)
+
+    def write(path, d):
+        with open(path + ".tmp", "w") as f:
+            json.dump(d, f)
+        os.rename(path + ".tmp", path)
+    write(mesh, doc)
+    write(copy, doc)
+    tok = subprocess.run([BIN, "ca", "token", "add", "--dir", cadir, "--node", "node-a"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    tokfile = tmp_path / "token"
+    tokfile.write_text(tok + "\n")
+    os.chmod(tokfile, 0o600)
+    port, ca_admin, ca_ready = free_port(), free_port(), free_port()
+    procs(["ca", "serve", "--dir", cadir, "--mesh-config", mesh, "--listen",
+           f"127.0.0.1:{port}", "--ip", "127.0.0.1", "--admin", f"127.0.0.1:{ca_admin}",
+           "--metrics", f"127.0.0.1:{free_port()}", "--ready", f"127.0.0.1:{ca_ready}"],
+          name="ca")
+    root = os.path.join(cadir, "root-cert.pem")
+    ca_url = f"https://127.0.0.1:{port}"
+    wait_for(lambda: http("GET", f"http://127.0.0.1:{ca_ready}/healthz/ready")[0] == 200,
+             what="CA ready")
+
+    def ztunnel(src, extra, name):
+        return server("ztunnel", ["--mesh-config", src, "--ca-dir", cadir, "--socks5-port", "0",
+                                  "--inbound-port", str(free_port()), "--outbound-port",
+                                  str(free_port()), "--hbone-port", str(free_port())] + extra,
+                      name=name)
+    za = ztunnel(ca_url + "/v1/config", ["--ca-root", root, "--token-file", str(tokfile)], "za")
+    zb = ztunnel(copy, [], "zb")
+    a, b = f"127.0.0.1:{za.admin_port}", f"127.0.0.1:{zb.admin_port}"
+
+    def status(*extra):
+        r = ctl("status", "--admin", a, "--admin", b, *extra, "-o", "json")
+        return r.returncode, {x["admin"]: x for x in json.loads(r.stdout)}, r.stderr
+
+    last = []
+
+    def synced(*extra):
+        rc, rows, err = status("--ca", ca_url, "--ca-root", root, "--token-file", str(tokfile),
+                               *extra)
+        last[:] = [rows, err]
+        return rc, rows[f"http://{a}"]["synced"], rows[f"http://{b}"]["synced"]
+
+    def until(want, what):
+        try:
+            wait_for(lambda: synced() == want, what=what)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {last}\n{za.proc.logtext()[-2000:]}")
+
+    until((0, "SYNCED", "SYNCED"), "both ztunnels in sync")
+    rc, rows, _ = status("--ca", ca_url, "--ca-root", root, "--token-file", str(tokfile))
+    row, copy_row = rows[f"http://{a}"], rows[f"http://{b}"]
+    # A got the CA's ETag with the document; B's copy hashes like the CA's source file
+    assert row["caEtagFrom"] == "ca /v1/config ETag"
+    assert row["httpEtag"].strip('"') == row["caEtag"] == copy_row["etag"]
+    # the table: one line per ztunnel, SYNCED
+    r = ctl("status", "--admin", a, "--admin", b, "--ca", ca_url, "--ca-root", root,
+            "--token-file", str(tokfile))
+    rows_text = r.stdout.splitlines()[1:]
+    assert r.returncode == 0 and [l.split()[4] for l in rows_text] == ["SYNCED"] * 2, r.stdout
+    # the CA serves a new document: A follows it, B's copy is stale (exit 1)
+    doc["policies"][0]["dryRun"] = True
+    write(mesh, doc)
+    until((1, "SYNCED", "STALE"), "A follows the CA, B is stale")
+    r = ctl("status", "--admin", a, "--admin", b, "--ca", ca_url, "--ca-root", root,
+            "--token-file", str(tokfile))
+    by_name = {l.split()[0]: l.split()[4] for l in r.stdout.splitlines()[1:]}
+    assert r.returncode == 1 and by_name == {a: "SYNCED", b: "STALE"}, r.stdout
+    write(copy, doc)
+    until((0, "SYNCED", "SYNCED"), "B's copy caught up")
+    # no token: a clear error; an unreachable --ca falls back to --ca-admin
+    rc, _, err = status("--ca", ca_url, "--ca-root", root)
+    assert rc == 1 and "HTTP 401 (pass --token-file" in err, err
+    dead = f"https://127.0.0.1:{free_port()}"
+    rc, rows, err = status("--ca", dead, "--ca-root", root, "--ca-admin", f"127.0.0.1:{ca_admin}")
+    assert rc == 0 and "using --ca-admin" in err, err
+    assert rows[f"http://{b}"]["caEtagFrom"] == "ca admin /config_dump"
+    assert rows[f"http://{b}"]["synced"] == "SYNCED"
+
+
 # ---- explain agrees with the live data plane ----------------------------------------------------
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("curl"),
@@ -677,3 +909,178 @@ def expected_etag(mesh):
     r = subprocess.run([BIN, "ztunnel", "--check-config", "--mesh-config", mesh],
                        capture_output=True, text=True)
     return r.stdout.rsplit("(etag ", 1)[1].rstrip(")\n")
+
+
+# ---- explain at a waypoint agrees with the live waypoint ----------------------------------------
+# The topology, mesh and processes are test_waypoint.py's (its mesh_env fixture: client ztunnel,
+# `ambient waypoint`, server ztunnel and two backends in three netns of 10.84.0.0/24), with
+# l7_policies() applied by a reload.
+
+needs_waypoint = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("curl"),
+    reason="needs root, nft and curl")
+
+from test_waypoint import VIP as WP_VIP, mesh as wp_mesh, mesh_env, reload as wp_reload  # noqa: E402,F401,E501
+from test_waypoint import curl as wp_curl, diag as wp_diag, logs as wp_logs, split as wp_split  # noqa: E402,E501
+
+# (method, path, curl headers, explain's verdict, HTTP status, route (the echo HTTPRoute's rule
+#  matching that PathPrefix), L7 policy named in the access log, backend that answers); every
+#  path is unique so its access-log line is too
+L7_LIVE = [
+    ("GET", "/app/live1", [], "allow", 200, "/app", None, "server1"),
+    ("GET", "/admin/live2", [], "deny", 403, None, "server/deny-admin#1", None),
+    ("GET", "/v2/live3", [], "allow", 200, "/v2", None, "server2"),
+    ("GET", "/live4", [], "not-found", 404, None, None, None),
+    ("POST", "/app/live5", [], "deny", 403, None, None, None),
+    ("POST", "/app/live6", ["x-user: bob"], "allow", 200, "/app", None, "server1"),
+    ("GET", "/old/live7", [], "redirect", 301, "/old", None, None),
+]
+
+
+def echo_rule(doc, prefix):
+    """"server/echo#N": the rule of test_waypoint.py's echo route with that PathPrefix match
+    (looked up, so rules added to that mesh do not break this test)."""
+    (route,) = [r for r in doc["routes"] if r["metadata"]["name"] == "echo"]
+    for i, rule in enumerate(route["spec"]["rules"]):
+        for m in rule.get("matches", []):
+            if m.get("path") == {"type": "PathPrefix", "value": prefix}:
+                return f"server/echo#{i}"
+    raise AssertionError(f"no rule for {prefix}")
+
+
+def wait_applied(env, version):
+    for p in ("za", "zb"):
+        wait_for(lambda p=p: wp_logs(env[p], "mesh config applied", f"version={version}"),
+                 what=f"{p} applies config version {version}")
+
+
+@needs_waypoint
+def test_explain_l7_agrees_with_live_waypoint(mesh_env):
+    env = mesh_env
+    doc = l7_policies(wp_mesh())
+    wp_reload(env, doc, 2)
+    wait_applied(env, 2)
+    # the live verbs read the waypoint's admin API like a ztunnel's
+    r = nsrun(env["w"], BIN, "ctl", "status", "--admin", "127.0.0.1:15000", "-o", "json",
+              check=False)
+    (row,) = json.loads(r.stdout)
+    assert (row["component"], row["ready"], row["configVersion"]) == ("waypoint", "READY", 2), r
+    r = nsrun(env["w"], BIN, "ctl", "certs", "--admin", "127.0.0.1:15000", check=False)
+    row = r.stdout.decode().splitlines()[1].split()
+    assert row[:3] == ["spiffe://cluster.local/ns/server/sa/waypoint", "Leaf", "Available"], r
+    r = nsrun(env["w"], BIN, "ctl", "workloads", "--admin", "127.0.0.1:15000", "--name",
+              "server2", check=False)
+    assert r.stdout.decode().splitlines()[1].split()[:5] == [
+        "server", "server2", "10.84.0.4", "-", "/10.84.0.2"], r
+    to = f"{WP_VIP}:80"
+    for method, path, hdrs, verdict, status, prefix, policy, backend in L7_LIVE:
+        route = echo_rule(doc, prefix) if prefix else None
+        r = explain_l7(env["path"], to, method, path, [h.replace(": ", "=") for h in hdrs],
+                       "-o", "json")
+        x = json.loads(r.stdout)
+        got = l7_summary(x)
+        assert (got[0], got[1], got[2]) == (verdict, status, route), (path, got)
+        if policy:
+            assert got[3] == policy, (path, got)
+        extra = ["-X", method]
+        for h in hdrs:
+            extra += ["-H", h]
+        c = wp_curl(env, f"http://{WP_VIP}{path}", *extra)
+        st, _, body = wp_split(c.stdout)
+        assert st == status, (path, x["verdictReason"], c.stdout, wp_diag(env))
+        if backend:
+            assert json.loads(body)["server"] == backend, (path, body)
+        # the waypoint's access log names the same route and policy
+        wait_for(lambda path=path: wp_logs(env["wp"], "request complete", f"path={path}"),
+                 what=f"access log for {path}")
+        line = wp_logs(env["wp"], "request complete", f"path={path}")[0]
+        assert f"status={status}" in line and f"method={method}" in line, line
+        assert (f"route={route}" in line) if route else ("route=server/" not in line), line
+        assert (f"policy={policy}" in line) if policy else ("policy=server/" not in line), line
+
+    # server2 names the waypoint for its own address, but the waypoint is for service traffic
+    # only (waypointFor): it refuses the tunnel and the client's connection closes
+    x = json.loads(explain_l7(env["path"], "10.84.0.4:8080", "GET", "/w", [], "-o", "json").stdout)
+    wp = x["enforcement"][0]
+    assert (x["verdict"], wp.get("connectStatus"), "httpStatus" in x) == ("fail", 400, False)
+    assert "not for workload traffic" in x["verdictReason"]
+    c = nsrun(env["a"], "curl", "-sS", "--max-time", "10", "http://10.84.0.4:8080/w",
+              check=False, timeout=20)
+    assert c.returncode != 0 and b"server2" not in c.stdout
+    wait_for(lambda: wp_logs(env["wp"], "tunnel refused", "authority=10.84.0.4:8080",
+                             "not for workload traffic"), what="the waypoint refuses the tunnel")
+
+    # L4 at the destination ztunnel, which sees the waypoint's identity: a DENY of that
+    # identity makes the waypoint answer 503, and ztunnel B logs the policy explain names.
+    doc["policies"] = [{"name": "deny-waypoint", "namespace": "server", "scope": "Namespace",
+                        "action": "Deny", "rules": [[[{"principals": [
+                            {"Exact": "cluster.local/ns/server/sa/waypoint"}]}]]]}]
+    wp_reload(env, doc, 3)
+    wait_applied(env, 3)
+    x = json.loads(explain_l7(env["path"], to, "GET", "/app/live8", [], "-o", "json").stdout)
+    reason = x["enforcement"][-1]["reason"]
+    assert (x["verdict"], x["httpStatus"]) == ("deny", 503), x["verdictReason"]
+    assert reason == "denied by policy server/deny-waypoint rule 0"
+    st, _, _ = wp_split(wp_curl(env, f"http://{WP_VIP}/app/live8").stdout)
+    assert st == 503, wp_diag(env)
+    wait_for(lambda: wp_logs(env["zb"], reason, "spiffe://cluster.local/ns/server/sa/waypoint"),
+             what="ztunnel B logs the denying policy with the waypoint's identity")
+
+
+SOCKS_HOLD = (
+    "import socket, sys\n"
+    "s = socket.create_connection(('127.0.0.1', 15080))\n"
+    "s.sendall(b'\\x05\\x01\\x00'); assert s.recv(2) == b'\\x05\\x00'\n"
+    "s.sendall(b'\\x05\\x01\\x00\\x01' + socket.inet_aton('10.82.0.2') + (8080).to_bytes(2, 'big'))\n"
+    "r = s.recv(10); assert r[1] == 0, r\n"
+    "print('up', flush=True)\n"
+    "sys.stdin.read()\n")
+
+
+@needs_root
+def test_connections_lists_a_long_lived_connection(two_nodes):
+    """A client holds a connection open through its ztunnel (SOCKS5 -> HBONE): the client's
+    ztunnel lists it outbound, the server's inbound, with the same endpoints."""
+    n = two_nodes
+    p = subprocess.Popen(["ip", "netns", "exec", n["a"], sys.executable, "-c", SOCKS_HOLD],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"up\n", p.stderr.read()
+
+        def table(ns, *extra):
+            r = nsrun(ns, BIN, "ctl", "connections", "--admin", "127.0.0.1:15000", *extra,
+                      check=False)
+            assert r.returncode == 0, r.stderr
+            return r.stdout.decode()
+        wait_for(lambda: len(table(n["a"]).splitlines()) > 1 and
+                 len(table(n["b"]).splitlines()) > 1, what="both ztunnels list the connection")
+        out_a, out_b = table(n["a"]), table(n["b"])
+        assert out_a.splitlines()[0].split() == ["WORKLOAD", "DIRECTION", "LOCAL", "REMOTE",
+                                                 "REMOTE", "TARGET", "PROTOCOL"]
+        (row_a,) = [l.split() for l in out_a.splitlines()[1:]]
+        (row_b,) = [l.split() for l in out_b.splitlines()[1:]]
+        assert row_a[:2] == ["client/client", "outbound"], out_a
+        assert row_a[3:5] == ["10.82.0.2:15008", "10.82.0.2:8080"], out_a
+        assert row_b[:3] == ["server/server", "inbound", "10.82.0.2:8080"], out_b
+        assert row_b[4] == "10.82.0.2:8080", out_b
+        assert row_a[-1] == row_b[-1] == "HBONE"
+        assert row_b[3].startswith("10.82.0.1:")
+        ja = json.loads(table(n["a"], "-o", "json"))
+        jb = json.loads(table(n["b"], "-o", "json"))
+        assert len(ja) == len(jb) == 1 and ja[0]["direction"] == "outbound"
+        # --name (namespace/name or name) and --namespace filter by the workload
+        assert len(table(n["b"], "--name", "nobody").splitlines()) == 1
+        assert table(n["b"], "--name", "server") == table(n["b"], "--name", "server/server")
+        assert len(table(n["b"], "--name", "server").splitlines()) == 2
+        assert len(table(n["a"], "-n", "client").splitlines()) == 2
+        assert len(table(n["a"], "-n", "server").splitlines()) == 1
+        r = nsrun(n["a"], BIN, "ctl", "connections", "--admin", "127.0.0.1:15000", "--node",
+                  "x", check=False)
+        assert r.returncode == 2 and b"--node does not apply" in r.stderr
+    finally:
+        p.stdin.close()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
