@@ -177,7 +177,8 @@ char *xstrdup(const char *s)
 char *xstrndup(const char *s, size_t n)
 {
 	char *p = xmalloc(n + 1);
-	memcpy(p, s, n);
+	if (n) /* s may be NULL for an empty range (an empty buffer's read pointer) */
+		memcpy(p, s, n);
 	p[n] = '\0';
 	return p;
 }
@@ -203,10 +204,10 @@ char *xasprintf(const char *fmt, ...)
 
 void secure_wipe(void *p, size_t n)
 {
-	volatile uint8_t *v = p;
-
-	while (n--)
-		*v++ = 0;
+	/* memset at full speed; the barrier tells the compiler p's bytes are used afterwards, so
+	 * the store cannot be dropped as dead. */
+	if (n)
+		memset(p, 0, n);
 	__asm__ __volatile__("" : : "r"(p) : "memory");
 }
 

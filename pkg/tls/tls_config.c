@@ -239,6 +239,10 @@ static void algos_pick(struct tls_config *cfg, bool aes_only)
 	cfg->hw_aes = ctr && gh;
 	cfg->aes_ctr = ctr ? ctr : &br_aes_ct64_ctr_vtable;
 	cfg->ghash = gh ? gh : br_ghash_ctmul64;
+	/* AES-GCM records: tls_gcm.c's one-pass AES-NI/PCLMUL classes when the CPU has them (they
+	 * do their own AES and GHASH; aes_ctr and ghash then serve nothing), else BearSSL's. */
+	cfg->gcm_in = tls_gcm_in_get() ? tls_gcm_in_get() : &br_sslrec_in_gcm_vtable;
+	cfg->gcm_out = tls_gcm_out_get() ? tls_gcm_out_get() : &br_sslrec_out_gcm_vtable;
 	cfg->chacha = cha ? cha : br_chacha20_ct_run;
 	cfg->poly = poly ? poly : br_poly1305_ctmul_run;
 	if (!cfg->hw_aes && !aes_only)

@@ -31,7 +31,7 @@ static void engine_setup(struct tls_conn *c)
 	/* P-256 only, with the fastest 0.6 implementation (m31; there is no m62/m64 in 0.6). */
 	br_ssl_engine_set_ec(eng, &br_ec_p256_m31);
 	br_ssl_engine_set_ecdsa(eng, br_ecdsa_i31_vrfy_asn1);
-	br_ssl_engine_set_gcm(eng, &br_sslrec_in_gcm_vtable, &br_sslrec_out_gcm_vtable);
+	br_ssl_engine_set_gcm(eng, cfg->gcm_in, cfg->gcm_out); /* ours (tls_gcm.c) or BearSSL's */
 	br_ssl_engine_set_aes_ctr(eng, cfg->aes_ctr);
 	br_ssl_engine_set_ghash(eng, cfg->ghash);
 	br_ssl_engine_set_chapol(eng, &br_sslrec_in_chapol_vtable, &br_sslrec_out_chapol_vtable);

@@ -36,6 +36,9 @@ struct tls_config {
 	bool hw_aes;
 	const br_block_ctr_class *aes_ctr;
 	br_ghash ghash;
+	/* AES-GCM record classes (ours from tls_gcm.c with AES-NI + PCLMUL, else BearSSL's). */
+	const br_sslrec_in_gcm_class *gcm_in;
+	const br_sslrec_out_gcm_class *gcm_out;
 	br_chacha20_run chacha;
 	br_poly1305_run poly;
 };
@@ -62,5 +65,19 @@ static inline struct slice tls_chain_at(const struct tls_conn *c, size_t i)
 
 /* tls_error.c: the alert we send for a failure we detected ourselves (0: none). */
 unsigned tls_error_alert(int code);
+
+/* tls_gcm.c: AES-GCM on AES-NI + PCLMULQDQ, 8 blocks at a time: record classes that seal/open a
+ * record in one stitched CTR + GHASH pass (for br_ssl_engine_set_gcm), and the same primitives
+ * as a br_block_ctr_class and a br_ghash (not installed; the tests run them through br_gcm).
+ * NULL when the CPU lacks AES-NI, PCLMULQDQ or SSE4.1. */
+const br_sslrec_in_gcm_class *tls_gcm_in_get(void);
+const br_sslrec_out_gcm_class *tls_gcm_out_get(void);
+const br_block_ctr_class *tls_gcm_ctr_get(void);
+br_ghash tls_gcm_ghash_get(void);
+/* Whether record contexts set up from now on use the 256-bit VAES/VPCLMULQDQ loop (the CPU has
+ * AVX2, VAES and VPCLMULQDQ, and it is allowed: on by default; tests turn it off to cover the
+ * 128-bit loop too). */
+bool tls_gcm_wide(void);
+void tls_gcm_allow_wide(bool on);
 
 #endif
