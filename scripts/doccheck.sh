@@ -1,22 +1,41 @@
 #!/bin/sh
-# Runs the shell blocks of the docs that are marked for checking, so the commands the docs show
-# keep working. A block is checked when its opening fence is exactly "```sh check".
+# Keeps every command the docs show exercised: runs the shell blocks marked for checking, and
+# makes sure every other shell block says which test covers it.
 #
 #   sh scripts/doccheck.sh [FILE.md ...]        (default: README.md and docs/*.md)
 #
-# The blocks of one file run in order, as a reader would type them, each with `sh -e`, in one
-# fresh temporary directory and one fresh network namespace of their own (lo up, and a veth pair
-# with 10.86.0.1/24 so the "host" has an address), with `ambient` on PATH (AMBIENT_BIN, default
-# build/ambient). A block fails on the first failing command or after DOCCHECK_TIMEOUT seconds
-# (default 30). Afterwards every process left in the namespace is killed and the namespace and
-# directory are removed (DOCCHECK_KEEP=1 keeps the directory, for debugging). Needs root. Ends
-# with "N passed, N failed".
+# The opening fence of a block says what happens to it:
+#
+#   ```sh check                      run here (below)
+#   ```sh covered-by:PATH            PATH (from the repository root, e.g. tests/e2e/test_cni.py)
+#                                    must exist and mention the block's commands: for each command
+#                                    line, `ambient` and its subcommand words ("ca token add"), or
+#                                    any other program and its first word ("make demo", "ip netns");
+#                                    plain shell utilities (cd, cp, curl, python3, ...) are skipped.
+#                                    Also ```console / ```text covered-by:PATH (a `$ ` transcript,
+#                                    a synopsis).
+#   ```sh not-tested: WHY            nothing runs it (needs systemd, a docker daemon, the Debian
+#                                    archive, ...); listed as "untested" with the reason, not a failure
+#
+# Any other ```sh / ```bash / ```shell / ```console block, and a plain ``` block holding a `$ `
+# command line, fails ("unmarked"). Files in DOCCHECK_PENDING (default: the docs whose blocks are
+# still being marked) only get a "todo" line for their unmarked blocks.
+#
+# The checked blocks of one file run in order, as a reader would type them, each with `sh -e`, in
+# one fresh working directory and one fresh network namespace of their own (lo up, and a veth pair
+# with 10.86.0.1/24 so the "host" has an address), with a private /tmp (a directory of the run,
+# bind-mounted), `ambient` on PATH and also as ./build/ambient (AMBIENT_BIN, default
+# build/ambient), and ./testdata linking to the repository's. A block fails on the first failing
+# command or after DOCCHECK_TIMEOUT seconds (default 30). Afterwards every process left in the
+# namespace is killed and the namespace and directory are removed (DOCCHECK_KEEP=1 keeps the
+# directory, for debugging). Needs root. Ends with "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 BIN=${AMBIENT_BIN:-$ROOT/build/ambient}
 case "$BIN" in /*) ;; *) BIN=$ROOT/$BIN ;; esac
 TIMEOUT=${DOCCHECK_TIMEOUT:-30}
+PENDING=${DOCCHECK_PENDING-docs/waypoint.md docs/config.md docs/benchmarks.md}
 [ $# -gt 0 ] || set -- README.md docs/*.md
 
 if [ "$(id -u)" != 0 ]; then
@@ -28,6 +47,8 @@ fi
 
 pass=0
 fail=0
+untested=0
+todo=0
 ns=""
 work=""
 finish_file() {
@@ -49,10 +70,106 @@ finish_file() {
 trap 'finish_file' EXIT
 trap 'finish_file; exit 130' INT TERM HUP
 
+# One line per fenced block that matters, tab-separated:
+#   LINE  check
+#   LINE  covered  PATH  WORD...      (the command words the file must mention)
+#   LINE  untested WHY
+#   LINE  unmarked INFO
+blocks() {
+	awk '
+	function skip(c) {
+		return c ~ /^(cd|mkdir|cp|mv|rm|ln|install|chmod|chown|echo|printf|cat|tee|touch|grep|sed|awk|head|tail|sort|wc|cut|tr|sleep|until|while|if|then|else|fi|for|do|done|export|set|test|true|false|kill|wait|curl|wget|python3|python|socat|nc|openssl|hostname|id|env|sudo|runuser|exec|time|timeout)$/
+	}
+	function words(line,   n, t, i, c, w, k) {
+		n = split(line, t, /[ \t]+/)
+		i = 1
+		while (i <= n && (t[i] == "" || t[i] == "sudo" || t[i] ~ /^[A-Za-z_][A-Za-z0-9_]*=/)) i++
+		if (i > n) return ""
+		c = t[i]; sub(/.*\//, "", c)
+		if (c == "ambient") {
+			w = ""
+			for (k = i + 1; k <= n && k <= i + 3 && t[k] ~ /^[a-z][a-z0-9-]*$/; k++) w = w " " t[k]
+			return w
+		}
+		if (c !~ /^[a-z][a-z0-9._-]*$/ || skip(c)) return ""
+		w = " " c
+		if (i + 1 <= n && t[i + 1] ~ /^[a-z][a-z0-9-]*$/) w = w " " t[i + 1]
+		return w
+	}
+	!inb && /^```/ {
+		info = $0; sub(/^```[ \t]*/, "", info); sub(/[ \t]+$/, "", info)
+		lang = info; sub(/[ \t].*/, "", lang)
+		inb = 1; start = NR + 1; ws = ""; prompt = 0; cont = 0
+		kind = ""
+		if (info == "sh check") kind = "check"
+		else if (info ~ /(^|[ \t])covered-by:[^ \t]/) {
+			kind = "covered"; path = info; sub(/.*covered-by:/, "", path); sub(/[ \t].*/, "", path)
+		} else if (info ~ /(^|[ \t])not-tested:/) {
+			kind = "untested"; why = info; sub(/.*not-tested:[ \t]*/, "", why)
+		} else if (lang ~ /^(sh|bash|shell|console|zsh)$/) kind = "unmarked"
+		next
+	}
+	inb && /^```[ \t]*$/ {
+		inb = 0
+		if (kind == "" && prompt) kind = "unmarked"
+		if (kind == "check") print start "\tcheck"
+		else if (kind == "covered") print start "\tcovered\t" path "\t" ws
+		else if (kind == "untested") print start "\tuntested\t" why
+		else if (kind == "unmarked") print start "\tunmarked\t" (info == "" ? "(no info string, `$ ` lines)" : info)
+		next
+	}
+	inb {
+		line = $0
+		was = cont; cont = (line ~ /\\$/)
+		if (line ~ /^\$ /) { prompt = 1; sub(/^\$ /, "", line) }
+		else if (lang == "console") next          # output of a transcript
+		if (was || line ~ /^[ \t]/ || line ~ /^[ \t]*#/) next
+		w = words(line)
+		if (w != "" && index(ws " ", w " ") == 0) ws = ws w
+	}
+	' "$1"
+}
+
+tab=$(printf '\t')
 for f in "$@"; do
 	[ -f "$f" ] || { echo "  $f: no such file"; fail=$((fail + 1)); continue; }
-	grep -q '^```sh check$' "$f" || continue
-	work=$(mktemp -d /tmp/doccheck.XXXXXX)
+	pending=0
+	for p in $PENDING; do [ "$p" = "$f" ] && pending=1; done
+	list=$(blocks "$f")
+	while IFS="$tab" read -r line kind a b; do
+		case "$kind" in
+		covered)
+			missing=""
+			if [ ! -f "$ROOT/$a" ]; then
+				missing=" (no such file)"
+			else
+				for w in $b; do grep -qiw -e "$w" "$ROOT/$a" || missing="$missing $w"; done
+			fi
+			if [ -z "$missing" ]; then
+				printf '  ok    %s:%s covered by %s (%s)\n' "$f" "$line" "$a" "${b# }"
+				pass=$((pass + 1))
+			else
+				printf '  FAIL  %s:%s covered-by:%s does not mention:%s\n' "$f" "$line" "$a" "$missing"
+				fail=$((fail + 1))
+			fi ;;
+		untested)
+			printf '  untested  %s:%s (%s)\n' "$f" "$line" "$a"
+			untested=$((untested + 1)) ;;
+		unmarked)
+			if [ "$pending" = 1 ]; then
+				printf '  todo  %s:%s unmarked %s block (file in DOCCHECK_PENDING)\n' "$f" "$line" "$a"
+				todo=$((todo + 1))
+			else
+				printf '  FAIL  %s:%s unmarked %s block: mark it "sh check", "covered-by:TEST" or "not-tested: WHY"\n' "$f" "$line" "$a"
+				fail=$((fail + 1))
+			fi ;;
+		esac
+	done <<EOF
+$list
+EOF
+	printf '%s\n' "$list" | grep -q "${tab}check\$" || continue
+
+	work=$(mktemp -d /var/tmp/doccheck.XXXXXX)
 	ns=doccheck-$$-$(basename "$work" | cut -d. -f2)
 	ip netns add "$ns"
 	ip -n "$ns" link set lo up
@@ -60,8 +177,11 @@ for f in "$@"; do
 	ip -n "$ns" addr add 10.86.0.1/24 dev v0
 	ip -n "$ns" link set v0 up
 	ip -n "$ns" link set v1 up
-	mkdir -p "$work/.bin" "$work/run"
-	ln -s "$BIN" "$work/.bin/ambient"
+	mkdir -p "$work/.bin" "$work/run/build" "$work/tmp"
+	chmod 1777 "$work/tmp"
+	cp "$BIN" "$work/.bin/ambient"
+	ln -s "$work/.bin/ambient" "$work/run/build/ambient"
+	ln -s "$ROOT/testdata" "$work/run/testdata"
 	# Split the file into one script per checked block, named by its first line number.
 	awk -v dir="$work" '
 		/^```sh check$/ { inb = 1; n++; start = NR + 1; out = sprintf("%s/block-%03d-%d.sh", dir, n, start); next }
@@ -70,8 +190,10 @@ for f in "$@"; do
 	' "$f"
 	for b in "$work"/block-*.sh; do
 		line=$(basename "$b" .sh | cut -d- -f3)
-		(cd "$work/run" && PATH="$work/.bin:$PATH" HOME="$work/run" \
-			timeout "$TIMEOUT" ip netns exec "$ns" sh -e "$b" >"$b.out" 2>&1 </dev/null)
+		PATH="$work/.bin:$PATH" HOME="$work/run" timeout "$TIMEOUT" \
+			ip netns exec "$ns" unshare -m --propagation private \
+			sh -c 'mount --bind "$1" /tmp && cd "$2" && exec sh -e "$3"' doccheck \
+			"$work/tmp" "$work/run" "$b" >"$b.out" 2>&1 </dev/null
 		rc=$?
 		if [ "$rc" = 0 ]; then
 			printf '  ok    %s:%s\n' "$f" "$line"
@@ -89,5 +211,7 @@ for f in "$@"; do
 	finish_file
 done
 
+[ "$untested" = 0 ] || echo "doccheck: $untested block(s) marked not-tested (listed above)"
+[ "$todo" = 0 ] || echo "doccheck: $todo unmarked block(s) in DOCCHECK_PENDING files (listed above)"
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -213,17 +213,37 @@ def test_readme_single_vm_quick_start(netns, tmp_path):
 
 
 def test_doccheck_runs_marked_blocks_and_reports_failures(tmp_path):
-    """doccheck runs only the blocks marked `sh check`, in order, and fails on a failing one."""
+    """doccheck runs only the blocks marked `sh check`, in order, and fails on a failing one; a
+    `covered-by:` block passes when the named test mentions its commands, a `not-tested:` block is
+    listed, and any other shell block fails as unmarked."""
     good = tmp_path / "good.md"
     good.write_text("text\n```sh check\necho one > f\nambient version > v\n```\n"
-                    "```sh\nexit 1\n```\n```sh check\ngrep -q one f\ngrep -q ambient v\n"
-                    "hostname -I | grep -q 10.86.0.1\n```\n")
+                    "```sh not-tested: needs a second host\nexit 1\n```\n"
+                    "```sh check\ngrep -q one f\ngrep -q ambient v\n"
+                    "hostname -I | grep -q 10.86.0.1\necho tmp > /tmp/doccheck-private\n```\n"
+                    "```console covered-by:tests/e2e/test_ctl.py\n$ ambient ctl check m.json\n"
+                    "ambient ctl zorblax (output, not a command)\n```\n"
+                    "```\nplain text, no commands\n```\n```json\n{}\n```\n")
     bad = tmp_path / "bad.md"
     bad.write_text("```sh check\ntrue\n```\n```sh check\nfalse\necho never\n```\n")
     env = dict(os.environ, AMBIENT_BIN=BIN)
     r = subprocess.run(["sh", DOCCHECK, str(good)], env=env, capture_output=True, text=True,
                        timeout=60)
-    assert r.returncode == 0 and r.stdout.strip().endswith("2 passed, 0 failed"), r.stdout
+    assert r.returncode == 0 and r.stdout.strip().endswith("3 passed, 0 failed"), r.stdout
+    assert f"untested  {good}:7 (needs a second host)" in r.stdout, r.stdout
+    assert f"ok    {good}:16 covered by tests/e2e/test_ctl.py (ctl check)" in r.stdout, r.stdout
+    assert not os.path.exists("/tmp/doccheck-private")  # the blocks' /tmp is their own
+    marks = tmp_path / "marks.md"
+    marks.write_text("```bash\nambient version\n```\n```\n$ ambient version\n```\n"
+                     "```sh covered-by:tests/e2e/nope.py\nambient ctl check\n```\n"
+                     "```sh covered-by:tests/e2e/test_ctl.py\nambient ctl zorblax\n```\n")
+    r = subprocess.run(["sh", DOCCHECK, str(marks)], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode != 0 and r.stdout.strip().endswith("0 passed, 4 failed"), r.stdout
+    assert f"FAIL  {marks}:2 unmarked bash block" in r.stdout, r.stdout
+    assert f"FAIL  {marks}:5 unmarked" in r.stdout, r.stdout
+    assert "covered-by:tests/e2e/nope.py does not mention: (no such file)" in r.stdout, r.stdout
+    assert "covered-by:tests/e2e/test_ctl.py does not mention: zorblax" in r.stdout, r.stdout
     r = subprocess.run(["sh", DOCCHECK, str(bad)], env=env, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode != 0, r.stdout
