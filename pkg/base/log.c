@@ -211,6 +211,8 @@ void log_write(enum log_level l, const char *msg, const struct log_field *f, siz
 	char line[4096];
 	size_t n;
 
+	if (!log_enabled(l)) /* access logs call this directly: --log-level applies to them too */
+		return;
 	n = log_format_line(line, sizeof(line) - 1, log_get_format(), time_real_ms(), l, msg, f,
 			    nf);
 	line[n++] = '\n';

@@ -35,9 +35,12 @@
 
 #define RESYNC_MS 10000
 #define DEBOUNCE_CAP_MS 1000
+/* No IN_MODIFY: it fires on every write to any file of the directory (a log file next to the
+ * config woke the watcher for each log line); a config writer closes the file (IN_CLOSE_WRITE)
+ * or renames it into place, and the periodic stat resync catches anything else. */
 #define DIR_WATCH_MASK                                                                             \
-	(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_MODIFY |        \
-	 IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+	(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB |        \
+	 IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 
 int watch_file_read(struct watch *w, struct watch_doc *doc, struct errlist *errs)
 {
