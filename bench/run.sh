@@ -12,3 +12,6 @@ sh bench/l4.sh
 echo
 echo "== bench/l4_conns.sh: RSS with 1,000 open idle tunnels, ambient (HBONE) vs stunnel vs haproxy"
 sh bench/l4_conns.sh
+echo
+echo "== bench/l7.sh: L7 (HTTP/1.1 + HTTP/2, 1 KiB) direct vs ambient (ztunnel + waypoint) vs haproxy vs nginx (mTLS upstream)"
+sh bench/l7.sh
