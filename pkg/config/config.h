@@ -225,6 +225,21 @@ struct config_endpoint {
 	const struct config_workload_service *ws; /* its port map for this service */
 };
 
+/* A service port's application protocol (Kubernetes' appProtocol, Istio's names). UNSET: the
+ * waypoint detects HTTP/1.1 or HTTP/2 prior knowledge, as for HTTP and HTTP2. TCP: the waypoint
+ * relays the bytes without parsing HTTP. */
+enum config_app_protocol {
+	CONFIG_APP_PROTOCOL_UNSET = 0,
+	CONFIG_APP_PROTOCOL_TCP,
+	CONFIG_APP_PROTOCOL_HTTP,
+	CONFIG_APP_PROTOCOL_HTTP2,
+};
+
+struct config_port_protocol {
+	uint16_t port;
+	enum config_app_protocol protocol;
+};
+
 struct config_service {
 	const char *name;
 	const char *namespace;
@@ -242,8 +257,13 @@ struct config_service {
 	bool canonical;
 	struct config_endpoint *endpoints; /* in workload order */
 	size_t n_endpoints;
-	size_t index; /* position in "services" */
+	size_t index;				    /* position in "services" */
+	struct config_port_protocol *app_protocols; /* "appProtocols", in document order */
+	size_t n_app_protocols;
 };
+
+/* The appProtocol of service port `port` (UNSET when not given). */
+enum config_app_protocol config_service_app_protocol(const struct config_service *s, uint16_t port);
 
 enum config_policy_scope {
 	CONFIG_SCOPE_GLOBAL = 0,

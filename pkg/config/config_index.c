@@ -336,3 +336,11 @@ const struct config_policy *const *config_policies_global(const struct config *c
 	*n = c->global_policies.n;
 	return (const struct config_policy *const *)c->global_policies.items;
 }
+
+enum config_app_protocol config_service_app_protocol(const struct config_service *s, uint16_t port)
+{
+	for (size_t i = 0; s && i < s->n_app_protocols; i++)
+		if (s->app_protocols[i].port == port)
+			return s->app_protocols[i].protocol;
+	return CONFIG_APP_PROTOCOL_UNSET;
+}

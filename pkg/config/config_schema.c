@@ -193,6 +193,9 @@ static const struct cfg_type t_lb_health = ENUM_TYPE("health policy", v_lb_healt
 static const struct cfg_type t_ip_families = ENUM_TYPE("IP families", v_ip_families, 1);
 static const struct cfg_type t_scope = ENUM_TYPE("scope", v_scope, 0);
 static const struct cfg_type t_action = ENUM_TYPE("action", v_action, 0);
+static const char *const v_app_protocol[] = {"TCP", "HTTP", "HTTP2"};
+/* Stored +1: 0 is "absent" (HTTP detected). */
+static const struct cfg_type t_app_protocol = ENUM_TYPE("app protocol", v_app_protocol, 1);
 static const char *const v_waypoint_for[] = {"service", "workload", "all", "none"};
 /* Stored +1: 0 is "absent" (service). */
 static const struct cfg_type t_waypoint_for = ENUM_TYPE("waypoint-for", v_waypoint_for, 1);
@@ -277,6 +280,15 @@ static const struct cfg_type t_locality = {
 	.key_off = offsetof(struct config_port, service_port),                                     \
 	.val_off = offsetof(struct config_port, target_port)
 static const struct cfg_type t_port_map = {PORT_MAP_BODY};
+static const struct cfg_type t_app_protocol_map = {
+	.kind = CFG_MAP,
+	.name = "map",
+	.key = &t_port,
+	.elem = &t_app_protocol,
+	.entry_size = sizeof(struct config_port_protocol),
+	.key_off = offsetof(struct config_port_protocol, port),
+	.val_off = offsetof(struct config_port_protocol, protocol),
+};
 static const struct cfg_type t_ws_ports = {
 	PORT_MAP_BODY,
 	.items_off = offsetof(struct config_workload_service, ports),
@@ -399,6 +411,11 @@ static const struct cfg_field f_service[] = {
 	      "Absent means automatic."),
 	FIELD("canonical", t_bool, 0, "false", SV, canonical,
 	      "Wins hostname lookups when no service of the caller's namespace has the hostname."),
+	LIST("appProtocols", t_app_protocol_map, CF_OMIT_UNSET, NULL, SV, app_protocols,
+	     "`{\"<servicePort>\": \"TCP\"|\"HTTP\"|\"HTTP2\"}`: the port's appProtocol "
+	     "(Kubernetes/Istio). A waypoint relays a `TCP` port's bytes without parsing HTTP "
+	     "(L4 authorization only); absent, `HTTP` and `HTTP2`: HTTP/1.1 or HTTP/2 prior "
+	     "knowledge. Every key must be one of `ports`."),
 	UNSUPPORTED("endpoints", "not supported: endpoints come from the workloads' \"services\" "
 				 "maps"),
 	UNSUPPORTED("cidrVips", "not supported yet"),

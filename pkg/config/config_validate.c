@@ -357,6 +357,14 @@ static void check_service(struct cfg_ctx *ctx, const struct config *c,
 
 	check_waypoint(ctx, c, &s->waypoint,
 		       mkpath(&p, "kikk", "services", s->index, "waypoint", "destination"));
+	for (size_t k = 0; k < s->n_app_protocols; k++) {
+		char port[8];
+		if (!s->app_protocols[k].port || find_port(s, s->app_protocols[k].port))
+			continue; /* 0: out of range, reported already */
+		snprintf(port, sizeof(port), "%u", s->app_protocols[k].port);
+		cfg_error_at(ctx, mkpath(&p, "kikk", "services", s->index, "appProtocols", port),
+			     "the service has no port %s", port);
+	}
 	if (!s->key)
 		return;
 	if (!s->n_endpoints) {

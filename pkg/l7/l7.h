@@ -64,6 +64,11 @@ struct l7_request {
 	const char *source_principal;	   /* "td/ns/x/sa/y" (no "spiffe://"), "" when none */
 	const struct config_ip *source_ip; /* NULL when unknown */
 	uint16_t dest_port;		   /* the service port the client addressed */
+	/* A TCP connection (appProtocol TCP): no method, path, host or headers. As Istio does for
+	 * TCP traffic, a rule with an HTTP-only field (hosts, methods, paths and their not*, a
+	 * `request.headers[...]` condition) never matches in an ALLOW policy, and in DENY and
+	 * AUDIT policies those fields are ignored (the rule matches on its other fields). */
+	bool tcp;
 };
 
 /* "ns" of a principal "td/ns/<ns>/sa/<sa>" into out; "" when it has another shape. */
@@ -134,8 +139,10 @@ bool l7_policy_applies(const struct config_l7_policy *p, const struct config_ser
 void l7_authz_check(const struct config *c, const struct config_service *svc,
 		    const struct config_workload *waypoint, const struct l7_request *req,
 		    struct l7_authz_result *out);
-/* One rule of one policy against req (tests, fuzzer). */
+/* One rule of one policy against req (tests, fuzzer); with req->tcp, as in an ALLOW policy. */
 bool l7_rule_matches(const struct config_l7_rule *r, const struct l7_request *req);
+/* Whether a rule has a field that only HTTP requests have (see l7_request.tcp). */
+bool l7_rule_has_http(const struct config_l7_rule *r);
 /* Istio string match: "*" any non-empty, "x*" prefix, "*x" suffix, else exact. */
 bool l7_string_match(const char *pattern, const char *value, bool nocase);
 /* Istio path match with {*} / {**} templates (else l7_string_match); path without query. */

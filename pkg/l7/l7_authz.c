@@ -137,9 +137,12 @@ static bool source_matches(const struct config_l7_source *s, const struct l7_req
 static bool operation_matches(const struct config_l7_operation *o, const struct l7_request *req)
 {
 	char port[8], path[L7_PATH_MAX];
-	const char *q = strchr(req->path, '?');
+	const char *q;
 
 	snprintf(port, sizeof(port), "%u", req->dest_port);
+	if (req->tcp) /* HTTP-only fields are ignored here (DENY/AUDIT; ALLOW skips the rule) */
+		return list_ok(o->ports, o->n_ports, o->not_ports, o->n_not_ports, port, m_exact);
+	q = strchr(req->path, '?');
 	snprintf(path, sizeof(path), "%.*s", (int)(q ? (size_t)(q - req->path) : strlen(req->path)),
 		 req->path);
 	return list_ok(o->hosts, o->n_hosts, o->not_hosts, o->n_not_hosts, req->host, m_host) &&
@@ -165,6 +168,8 @@ static bool condition_matches(const struct config_l7_condition *w, const struct 
 	match_fn fn = m_exact;
 
 	if (strncmp(w->key, "request.headers[", 16) == 0) {
+		if (req->tcp)
+			return true; /* HTTP-only: ignored (DENY/AUDIT; ALLOW skips the rule) */
 		size_t n = strlen(w->key) - 17;
 		char name[256];
 		snprintf(name, sizeof(name), "%.*s", (int)n, w->key + 16);
@@ -193,7 +198,21 @@ static bool condition_matches(const struct config_l7_condition *w, const struct 
 	return list_ok(w->values, w->n_values, w->not_values, w->n_not_values, value, fn);
 }
 
-bool l7_rule_matches(const struct config_l7_rule *r, const struct l7_request *req)
+bool l7_rule_has_http(const struct config_l7_rule *r)
+{
+	for (size_t i = 0; i < r->n_to; i++) {
+		const struct config_l7_operation *o = &r->to[i].operation;
+		if (o->n_hosts || o->n_not_hosts || o->n_methods || o->n_not_methods ||
+		    o->n_paths || o->n_not_paths)
+			return true;
+	}
+	for (size_t i = 0; i < r->n_when; i++)
+		if (strncmp(r->when[i].key, "request.headers[", 16) == 0)
+			return true;
+	return false;
+}
+
+static bool rule_matches(const struct config_l7_rule *r, const struct l7_request *req)
 {
 	bool from = r->n_from == 0, to = r->n_to == 0;
 
@@ -207,6 +226,13 @@ bool l7_rule_matches(const struct config_l7_rule *r, const struct l7_request *re
 		if (!condition_matches(&r->when[i], req))
 			return false;
 	return true;
+}
+
+bool l7_rule_matches(const struct config_l7_rule *r, const struct l7_request *req)
+{
+	if (req->tcp && l7_rule_has_http(r))
+		return false;
+	return rule_matches(r, req);
 }
 
 bool l7_policy_applies(const struct config_l7_policy *p, const struct config_service *svc,
@@ -232,9 +258,14 @@ bool l7_policy_applies(const struct config_l7_policy *p, const struct config_ser
 /* The first matching rule of p, or -1. */
 static long first_rule(const struct config_l7_policy *p, const struct l7_request *req)
 {
-	for (size_t i = 0; i < p->spec.n_rules; i++)
-		if (l7_rule_matches(&p->spec.rules[i], req))
+	for (size_t i = 0; i < p->spec.n_rules; i++) {
+		const struct config_l7_rule *r = &p->spec.rules[i];
+		/* TCP: an ALLOW rule with HTTP-only fields cannot match; DENY/AUDIT ignore them. */
+		if (req->tcp && p->spec.action == CONFIG_L7_ALLOW && l7_rule_has_http(r))
+			continue;
+		if (rule_matches(r, req))
 			return (long)i;
+	}
 	return -1;
 }
 

@@ -139,6 +139,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (!az.allow && az.policy && az.policy->spec.action != CONFIG_L7_DENY)
 			abort();
+		/* The same source as a TCP connection: a DENY ignores its HTTP fields there, so
+		 * it matches at least what it matched for the request. */
+		struct l7_request tcp = req;
+		struct l7_authz_result az4;
+		tcp.tcp = true;
+		l7_authz_check(cfg, svc, NULL, &tcp, &az4);
+		if (!az4.reason || (!az.allow && az.policy && az4.allow))
+			abort();
 	}
 	free(text);
 	return 0;

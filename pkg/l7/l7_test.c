@@ -459,6 +459,7 @@ struct authz_req {
 	uint16_t port;
 	const char *hname, *hvalue;
 	enum l7_norm_mode norm;
+	bool tcp; /* an appProtocol TCP connection: method/path unused */
 };
 
 struct authz_case {
@@ -641,6 +642,51 @@ static const struct authz_case authz_cases[] = {
 	 true,
 	 "",
 	 0},
+	/* TCP connections (Istio's rules for HTTP-only fields on TCP traffic) */
+	{"TCP: a DENY with only HTTP fields denies every connection",
+	 ADMIN_DENY,
+	 NULL,
+	 {"", "/", .tcp = true},
+	 false,
+	 "no-admin",
+	 0},
+	{"TCP: an ALLOW whose rules all have HTTP fields allows nothing",
+	 ALLOW_GET,
+	 NULL,
+	 {"", "/", .tcp = true},
+	 false,
+	 "",
+	 0},
+	{"TCP: an ALLOW rule with principals and ports matches",
+	 "{\"metadata\": {\"name\": \"a\", \"namespace\": \"ns\"}, \"spec\": {\"targetRefs\": "
+	 "[{\"kind\": \"Service\", \"name\": \"echo\"}], \"rules\": [{\"to\": [{\"operation\": "
+	 "{\"methods\": [\"GET\"]}}]}, {\"from\": [{\"source\": {\"principals\": [\"" PRINCIPAL
+	 "\"]}}], \"to\": [{\"operation\": {\"ports\": [\"80\"]}}]}]}}",
+	 NULL,
+	 {"", "/", PRINCIPAL, .tcp = true},
+	 true,
+	 "a",
+	 1},
+	{"TCP: a DENY's header condition is ignored, its port still counts",
+	 "{\"metadata\": {\"name\": \"d\", \"namespace\": \"ns\"}, \"spec\": {\"targetRefs\": "
+	 "[{\"kind\": \"Service\", \"name\": \"echo\"}], \"action\": \"DENY\", \"rules\": "
+	 "[{\"to\": [{\"operation\": {\"ports\": [\"81\"]}}], \"when\": [{\"key\": "
+	 "\"request.headers[x]\", \"values\": [\"y\"]}]}]}}",
+	 NULL,
+	 {"", "/", .tcp = true},
+	 true,
+	 "",
+	 0},
+	{"TCP: ... and denies on its port",
+	 "{\"metadata\": {\"name\": \"d\", \"namespace\": \"ns\"}, \"spec\": {\"targetRefs\": "
+	 "[{\"kind\": \"Service\", \"name\": \"echo\"}], \"action\": \"DENY\", \"rules\": "
+	 "[{\"to\": [{\"operation\": {\"ports\": [\"81\"]}}], \"when\": [{\"key\": "
+	 "\"request.headers[x]\", \"values\": [\"y\"]}]}]}}",
+	 NULL,
+	 {"", "/", .port = 81, .tcp = true},
+	 false,
+	 "d",
+	 0},
 };
 
 TEST(l7_authz_table)
@@ -672,6 +718,7 @@ TEST(l7_authz_table)
 		if (ac->req.ip && config_ip_parse(ac->req.ip, &ip) == 0)
 			r.source_ip = &ip;
 		r.dest_port = ac->req.port ? ac->req.port : 80;
+		r.tcp = ac->req.tcp;
 		if (ac->req.hname) {
 			h[0] = (struct l7_header){sl(ac->req.hname), sl(ac->req.hvalue)};
 			r.headers = h;

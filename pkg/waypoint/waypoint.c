@@ -41,20 +41,53 @@ static const char *const http_labels[] = {
 	"connection_security_policy",
 };
 #define N_HTTP_LABELS ARRAY_LEN(http_labels)
+/* TCP metrics: the same without response_code and grpc_response_status. */
+static const char *const tcp_labels[] = {
+	"reporter",
+	"source_workload",
+	"source_workload_namespace",
+	"source_principal",
+	"source_app",
+	"source_version",
+	"source_canonical_service",
+	"source_canonical_revision",
+	"source_cluster",
+	"destination_workload",
+	"destination_workload_namespace",
+	"destination_principal",
+	"destination_app",
+	"destination_version",
+	"destination_service",
+	"destination_service_name",
+	"destination_service_namespace",
+	"destination_canonical_service",
+	"destination_canonical_revision",
+	"destination_cluster",
+	"request_protocol",
+	"response_flags",
+	"connection_security_policy",
+};
+#define N_TCP_LABELS ARRAY_LEN(tcp_labels)
 
-static int reg(struct waypoint *w, const char *name, const char *help, enum metrics_type type,
-	       struct metrics_family **out, struct errbuf *eb)
+static int reg_as(struct waypoint *w, const char *name, const char *help, enum metrics_type type,
+		  bool tcp, struct metrics_family **out, struct errbuf *eb)
 {
 	struct metrics_def d = {
 		.name = name,
 		.help = help,
 		.type = type,
-		.labels = http_labels,
-		.nlabels = N_HTTP_LABELS,
+		.labels = tcp ? tcp_labels : http_labels,
+		.nlabels = tcp ? N_TCP_LABELS : N_HTTP_LABELS,
 		.buckets = type == METRICS_HISTOGRAM ? envoy_buckets : NULL,
 		.nbuckets = type == METRICS_HISTOGRAM ? ARRAY_LEN(envoy_buckets) : 0,
 	};
 	return metrics_register(w->o.metrics, &d, out, eb);
+}
+
+static int reg(struct waypoint *w, const char *name, const char *help, enum metrics_type type,
+	       struct metrics_family **out, struct errbuf *eb)
+{
+	return reg_as(w, name, help, type, false, out, eb);
 }
 
 struct waypoint *waypoint_new(const struct waypoint_opts *o, struct errbuf *eb)
@@ -94,6 +127,18 @@ struct waypoint *waypoint_new(const struct waypoint_opts *o, struct errbuf *eb)
 		METRICS_HISTOGRAM, &w->m_req_bytes, eb) < 0 ||
 	    reg(w, "istio_response_bytes", "Response sizes in bytes (headers and body).",
 		METRICS_HISTOGRAM, &w->m_resp_bytes, eb) < 0 ||
+	    reg_as(w, "istio_tcp_connections_opened_total",
+		   "TCP connections (appProtocol TCP) opened through the waypoint.",
+		   METRICS_COUNTER, true, &w->m_tcp_opened, eb) < 0 ||
+	    reg_as(w, "istio_tcp_connections_closed_total",
+		   "TCP connections (appProtocol TCP) closed through the waypoint.",
+		   METRICS_COUNTER, true, &w->m_tcp_closed, eb) < 0 ||
+	    reg_as(w, "istio_tcp_sent_bytes_total",
+		   "Bytes sent to the client on TCP connections (the destination's response).",
+		   METRICS_COUNTER, true, &w->m_tcp_sent, eb) < 0 ||
+	    reg_as(w, "istio_tcp_received_bytes_total",
+		   "Bytes received from the client on TCP connections (the request).",
+		   METRICS_COUNTER, true, &w->m_tcp_received, eb) < 0 ||
 	    metrics_register(w->o.metrics, &d, &acc, eb) < 0) {
 		waypoint_free(w);
 		return NULL;
@@ -398,13 +443,11 @@ static const char *strip_spiffe(const char *id)
 	return id;
 }
 
-void wp_record(struct waypoint *w, const struct wp_record *r)
+static void labels(const struct wp_record *r, const char **v, char *code, size_t cap)
 {
 	const struct config_workload *s = r->src_wl, *d = r->dst_wl;
-	char code[8], dur[32], rt[300], pol[300];
-	const char *v[N_HTTP_LABELS];
 
-	snprintf(code, sizeof(code), "%d", r->status);
+	snprintf(code, cap, "%d", r->status);
 	v[0] = "waypoint";
 	v[1] = or_unknown(wl_name(s));
 	v[2] = or_unknown(s ? s->namespace : NULL);
@@ -430,11 +473,51 @@ void wp_record(struct waypoint *w, const struct wp_record *r)
 	v[22] = "";
 	v[23] = r->flags && *r->flags ? r->flags : "-";
 	v[24] = "mutual_tls";
-	metrics_counter_inc(metrics_counter_with(w->m_total, v));
-	metrics_histogram_observe(metrics_histogram_with(w->m_dur, v), (double)r->duration_ms);
-	metrics_histogram_observe(metrics_histogram_with(w->m_req_bytes, v), (double)r->req_bytes);
-	metrics_histogram_observe(metrics_histogram_with(w->m_resp_bytes, v),
-				  (double)r->resp_bytes);
+}
+
+/* The HTTP label values without response_code (21) and grpc_response_status (22). */
+static void tcp_values(const char *const *v, const char **t)
+{
+	for (size_t i = 0; i < 21; i++)
+		t[i] = v[i];
+	t[20] = "tcp";
+	t[21] = v[23];
+	t[22] = v[24];
+}
+
+void wp_record_tcp_open(struct waypoint *w, const struct wp_record *r)
+{
+	const char *v[N_HTTP_LABELS], *t[N_TCP_LABELS];
+	char code[16];
+
+	labels(r, v, code, sizeof(code));
+	tcp_values(v, t);
+	metrics_counter_inc(metrics_counter_with(w->m_tcp_opened, t));
+}
+
+void wp_record(struct waypoint *w, const struct wp_record *r)
+{
+	const struct config_workload *s = r->src_wl;
+	char code[16], dur[32], rt[300], pol[300];
+	const char *v[N_HTTP_LABELS], *t[N_TCP_LABELS];
+
+	labels(r, v, code, sizeof(code));
+	if (r->tcp) {
+		tcp_values(v, t);
+		if (!r->tcp_opened)
+			metrics_counter_inc(metrics_counter_with(w->m_tcp_opened, t));
+		metrics_counter_inc(metrics_counter_with(w->m_tcp_closed, t));
+		metrics_counter_add(metrics_counter_with(w->m_tcp_sent, t), r->resp_bytes);
+		metrics_counter_add(metrics_counter_with(w->m_tcp_received, t), r->req_bytes);
+	} else { /* a relayed TCP connection is only logged (docs/waypoint.md) */
+		metrics_counter_inc(metrics_counter_with(w->m_total, v));
+		metrics_histogram_observe(metrics_histogram_with(w->m_dur, v),
+					  (double)r->duration_ms);
+		metrics_histogram_observe(metrics_histogram_with(w->m_req_bytes, v),
+					  (double)r->req_bytes);
+		metrics_histogram_observe(metrics_histogram_with(w->m_resp_bytes, v),
+					  (double)r->resp_bytes);
+	}
 
 	snprintf(dur, sizeof(dur), "%llums", (unsigned long long)r->duration_ms);
 	if (r->has_route)
@@ -465,6 +548,10 @@ void wp_record(struct waypoint *w, const struct wp_record *r)
 		LF_STR("request_id", r->request_id ? r->request_id : ""),
 		LF_STR("reason", r->reason ? r->reason : ""),
 	};
-	log_write(r->status >= 500 || r->status == 0 ? LOG_WARN : LOG_INFO, "request complete", fl,
-		  ARRAY_LEN(fl));
+	if (r->tcp)
+		log_write(strcmp(v[23], "-") ? LOG_WARN : LOG_INFO, "connection complete", fl,
+			  ARRAY_LEN(fl));
+	else
+		log_write(r->status >= 500 || r->status == 0 ? LOG_WARN : LOG_INFO,
+			  "request complete", fl, ARRAY_LEN(fl));
 }

@@ -59,7 +59,8 @@ static void dstr_flush(struct dstr *d)
 		return;
 	if (wp_stream_flush(&d->s, &d->out) < 0)
 		return;
-	if (d->closing && !d->shut && buf_len(&d->out) == 0 && !d->x) {
+	if (!d->shut && buf_len(&d->out) == 0 &&
+	    ((d->closing && !d->x) || (d->x && d->x->relay && d->x->up_eof))) {
 		d->shut = true;
 		hbone_stream_shutdown_write(d->s.t->h, d->s.sid);
 		wtun_kick(d->s.t);
@@ -115,7 +116,8 @@ static void dstr_credit(struct dstr *d)
 {
 	if (d->parent || !d->unacked || !d->s.t || d->s.sid <= 0 || !d->s.t->h)
 		return;
-	if (d->x && (d->x->req_end || (d->x->u && buf_len(&d->x->u->out) >= WP_CREDIT_LOW)))
+	if (d->x && ((d->x->req_end && !d->x->relay) ||
+		     (d->x->u && buf_len(&d->x->u->out) >= WP_CREDIT_LOW)))
 		return;
 	hbone_stream_consumed(d->s.t->h, d->s.sid, d->unacked);
 	d->unacked = 0;
@@ -132,6 +134,16 @@ static void local_reply(struct xchg *x, int status, const char *flags, const cha
 	size_t nf = 0;
 	int n = snprintf(body, sizeof(body), "%s\n", reason);
 
+	if (x->relay) {
+		/* An appProtocol TCP connection has no HTTP to answer with: it is reset. */
+		x->local = true;
+		x->status = status;
+		x->flags = flags;
+		x->reason = reason;
+		x->close_after = true;
+		dstr_reset(d);
+		return;
+	}
 	x->local = true;
 	x->status = status;
 	x->flags = flags;
@@ -225,6 +237,8 @@ static void xchg_finish(struct xchg *x)
 		.req_bytes = x->req_bytes,
 		.resp_bytes = x->resp_bytes,
 		.attempts = x->attempt,
+		.tcp = x->tcp,
+		.tcp_opened = x->tcp_opened,
 	};
 
 	if (x->route) {
@@ -366,9 +380,17 @@ static int build_request(struct xchg *x, const struct http1_msg *m,
 	if (rc >= 0 && x->traceparent[0])
 		rc = http1_format_field_str(b, "traceparent", x->traceparent);
 	/* One upstream stream per request (no upstream keep-alive yet): the backend closes after
-	 * its response, so the stream ends cleanly. */
-	if (rc >= 0)
+	 * its response, so the stream ends cleanly. An Upgrade request keeps its Upgrade (the
+	 * stream becomes the new protocol's after a 101); CONNECT needs neither. */
+	if (rc >= 0 && x->upgrade && m->method != HTTP1_M_CONNECT) {
+		struct slice up;
+		if (http1_fields_get(&m->headers, "upgrade", &up))
+			rc = http1_format_field(b, http1_s("upgrade"), up);
+		if (rc >= 0)
+			rc = http1_format_field_str(b, "connection", "upgrade");
+	} else if (rc >= 0 && !x->upgrade) {
 		rc = http1_format_field_str(b, "connection", "close");
+	}
 	if (rc >= 0)
 		rc = http1_format_length(
 			b, m->framing == HTTP1_FRAMING_LENGTH	 ? (int64_t)m->content_length
@@ -738,6 +760,12 @@ static void xchg_start(struct dstr *d, const struct http1_msg *m)
 	x->client_version = m->version;
 	x->head_req = m->method == HTTP1_M_HEAD;
 	x->close_after = !m->keep_alive;
+	/* HTTP/1.1 Upgrade and CONNECT become a byte relay after a 101 / 2xx (not inside h2). */
+	x->upgrade = !d->parent && (m->upgrade || m->method == HTTP1_M_CONNECT);
+	/* Refused (no 101 / 2xx): the connection closes after the answer, since what the client
+	 * sends next may already be the new protocol. */
+	if (x->upgrade)
+		x->close_after = true;
 	ev_timer_init(&x->timer, on_xchg_timer);
 	ev_timer_init(&x->rtimer, on_retry_timer);
 	snprintf(x->method, sizeof(x->method), "%.*s", (int)m->method_raw.n,
@@ -764,8 +792,12 @@ static void xchg_start(struct dstr *d, const struct http1_msg *m)
 		local_reply(x, 503, "NR", why, NULL, NULL);
 		return;
 	}
-	if (l7_path_normalize((const char *)m->target.p, m->target.n, &d->wk->w->o.norm, x->path,
-			      sizeof(x->path), &why) < 0) {
+	if (m->method == HTTP1_M_CONNECT) {
+		/* authority-form ("host:port"): matched as is, no path to normalize */
+		snprintf(x->path, sizeof(x->path), "%.*s",
+			 (int)(m->target.n < 512 ? m->target.n : 512), (const char *)m->target.p);
+	} else if (l7_path_normalize((const char *)m->target.p, m->target.n, &d->wk->w->o.norm,
+				     x->path, sizeof(x->path), &why) < 0) {
 		snprintf(x->path, sizeof(x->path), "%.*s",
 			 (int)(m->target.n < 512 ? m->target.n : 512), (const char *)m->target.p);
 		x->close_after = true;
@@ -839,6 +871,10 @@ static void xchg_start(struct dstr *d, const struct http1_msg *m)
 		}
 		bsvc = rule->backend_refs[k].service;
 		bport = rule->backend_refs[k].port;
+	}
+	if (x->upgrade) { /* a tunnel is neither retried nor mirrored */
+		x->retry = NULL;
+		x->n_mirrors = 0;
 	}
 	if (bsvc)
 		forward(x, m, bsvc, NULL, bport, mod, host);
@@ -960,6 +996,133 @@ static void up_write_end(struct xchg *x)
 		wp_stream_flush(&u->s, &u->out);
 }
 
+/* ---- byte relay (appProtocol TCP, Upgrade, CONNECT) -------------------------------------------
+ *
+ *   client --d->in--> u->out --> upstream      client EOF (d->peer_eof) -> upstream write shut
+ *   client <--d->out-- u->in <-- upstream      upstream EOF (up_eof) -> client write shut
+ *
+ * Both halves closed: the exchange ends (logged; graceful). A reset or failure on either side
+ * resets the other. Backpressure as for HTTP bodies (dstr_credit / wp_ustr_credit). */
+
+static bool up_shutdown(struct ustr *u)
+{
+	if (u->s.tcp)
+		return wp_tcp_shutdown_write(u);
+	if (!u->s.t || u->s.sid <= 0 || !u->s.t->h || buf_len(&u->out))
+		return false;
+	hbone_stream_shutdown_write(u->s.t->h, u->s.sid);
+	wtun_kick(u->s.t);
+	return true;
+}
+
+static void relay_abort(struct xchg *x, const char *flags, const char *why)
+{
+	x->flags = flags;
+	x->reason = why;
+	x->close_after = true;
+	x->d->closing = true;
+	dstr_reset(x->d);
+	xchg_finish(x);
+}
+
+/* Moves what both sides have; true when x ended (freed). */
+static bool relay_pump(struct xchg *x)
+{
+	struct dstr *d = x->d;
+	struct ustr *u = x->u;
+	size_t n;
+
+	if (u) {
+		if ((n = buf_len(&d->in)) > 0) {
+			if (buf_append(&u->out, buf_rptr(&d->in), n) < 0) {
+				relay_abort(x, "UO", "upstream backlog over the limit");
+				return true;
+			}
+			buf_consume(&d->in, n);
+			x->req_bytes += n;
+		}
+		wp_stream_flush(&u->s, &u->out);
+		if (d->peer_eof && !x->up_shut && up_shutdown(u))
+			x->up_shut = true;
+		if ((n = buf_len(&u->in)) > 0) {
+			if (buf_append(&d->out, buf_rptr(&u->in), n) < 0) {
+				relay_abort(x, "UO", "response backlog over the limit");
+				return true;
+			}
+			buf_consume(&u->in, n);
+			x->resp_bytes += n;
+		}
+		if (u->peer_eof)
+			x->up_eof = true;
+	}
+	dstr_flush(d);
+	dstr_credit(d);
+	if (u)
+		wp_ustr_credit(u);
+	if (x->up_shut && x->up_eof && d->shut) {
+		x->req_end = x->resp_end = true;
+		xchg_finish(x);
+		return true;
+	}
+	return false;
+}
+
+/* A stream to a service port whose appProtocol is TCP: L4 authorization, an endpoint of the
+ * service, then the relay (no HTTP, no routes). */
+static void l4_start(struct dstr *d)
+{
+	struct xchg *x = xcalloc(1, sizeof(*x));
+	struct wp_snap *sn = d->snap;
+	struct l7_request req = {0};
+	struct l7_authz_result az;
+
+	d->l4 = true;
+	d->first = false;
+	d->x = x;
+	x->d = d;
+	x->start_ms = time_mono_ms();
+	x->flags = "-";
+	x->relay = x->tcp = true;
+	ev_timer_init(&x->timer, on_xchg_timer);
+	ev_timer_init(&x->rtimer, on_retry_timer);
+	gen_request_id(d->wk, x->req_id, sizeof(x->req_id));
+	hbone_authority_format(&d->dst, x->host, sizeof(x->host));
+	req.method = "";
+	req.path = "";
+	req.host = "";
+	req.source_principal = d->principal;
+	req.source_ip = d->have_src_ip ? &d->src_cip : NULL;
+	req.dest_port = d->port;
+	req.tcp = true;
+	l7_authz_check(sn->c, d->svc, sn->self, &req, &az);
+	if (!az.allow) {
+		x->policy = az.policy;
+		x->policy_rule = az.rule;
+		local_reply(x, 403, "DENY", az.reason, NULL, NULL);
+		xchg_finish(x);
+		return;
+	}
+	buf_init(&x->replay, WP_BUF_MAX); /* nothing to send up front */
+	x->bsvc = d->svc;
+	x->bport = d->port;
+	x->http_method = HTTP1_M_GET;
+	attempt_open(x);
+	buf_fini(&x->replay);
+	if (x->local) {
+		xchg_finish(x);
+		return;
+	}
+	struct wp_record r = {.src_wl = d->src_wl,
+			      .dst_wl = x->dst_wl,
+			      .dst_svc = x->dst_svc,
+			      .src_id = d->peer_id,
+			      .dst_id = x->dst_wl ? x->dst_wl->identity : NULL,
+			      .flags = "-",
+			      .tcp = true};
+	wp_record_tcp_open(d->wk->w, &r);
+	x->tcp_opened = true;
+}
+
 static bool preface_prefix(const struct buf *in)
 {
 	size_t n = buf_len(in) < sizeof(h2_preface) - 1 ? buf_len(in) : sizeof(h2_preface) - 1;
@@ -969,6 +1132,10 @@ static bool preface_prefix(const struct buf *in)
 
 void wp_dstr_process(struct dstr *d)
 {
+	if (d->x && d->x->relay) {
+		relay_pump(d->x);
+		return;
+	}
 	while (!d->closing && !d->h2) {
 		struct http1_event ev;
 		int n;
@@ -1109,8 +1276,50 @@ static void resp_head(struct xchg *x, const struct http1_msg *m)
 	x->resp_bytes += buf_len(&d->out) - before;
 }
 
+/* The 101 to an Upgrade request (its Upgrade header kept), or the 2xx to a CONNECT: written
+ * to the client, after which the exchange is a byte relay. */
+static void upgrade_head(struct xchg *x, const struct http1_msg *m)
+{
+	struct dstr *d = x->d;
+	const struct config_header_filter *mod = x->resp_mod;
+	struct http1_field f;
+	struct slice up;
+	size_t pos = 0, before = buf_len(&d->out);
+
+	x->status = m->status;
+	x->resp_started = true;
+	http1_format_status_line(&d->out, m->status, NULL);
+	while (http1_fields_next(&m->headers, &pos, &f)) {
+		if (http1_is_hop_by_hop(m, f.name) || http1_slice_eq(f.name, "content-length"))
+			continue;
+		if (mod && (in_names(f.name, mod->remove, mod->n_remove) ||
+			    in_headers(f.name, mod->set, mod->n_set)))
+			continue;
+		http1_format_field(&d->out, f.name, f.value);
+	}
+	for (size_t i = 0; mod && i < mod->n_set; i++)
+		http1_format_field_str(&d->out, mod->set[i].name, mod->set[i].value);
+	for (size_t i = 0; mod && i < mod->n_add; i++)
+		http1_format_field_str(&d->out, mod->add[i].name, mod->add[i].value);
+	if (m->status == 101) {
+		if (http1_fields_get(&m->headers, "upgrade", &up))
+			http1_format_field(&d->out, http1_s("upgrade"), up);
+		http1_format_field_str(&d->out, "connection", "upgrade");
+	}
+	http1_format_end(&d->out);
+	x->resp_bytes += buf_len(&d->out) - before;
+	ev_timer_del(d->wk->loop, &x->timer);
+	ev_timer_del(d->wk->loop, &x->rtimer);
+	x->relay = true;
+	x->close_after = true;
+}
+
 static void upstream_failed(struct xchg *x, const char *flags, const char *why)
 {
+	if (x->relay) {
+		relay_abort(x, flags, why);
+		return;
+	}
 	attempt_report(x, true);
 	if (retry_schedule(x, why))
 		return;
@@ -1133,6 +1342,10 @@ static void ustr_process(struct ustr *u)
 {
 	struct xchg *x = u->x;
 
+	if (x && x->relay) {
+		relay_pump(x);
+		return;
+	}
 	while (x && u->x == x) {
 		struct http1_event ev;
 		int n = http1_parser_push(&u->p, buf_rptr(&u->in), buf_len(&u->in), &ev);
@@ -1143,6 +1356,15 @@ static void ustr_process(struct ustr *u)
 		}
 		switch (ev.type) {
 		case HTTP1_EV_HEAD:
+			if (x->upgrade && !x->resp_started &&
+			    (x->http_method == HTTP1_M_CONNECT ? ev.msg->status / 100 == 2
+							       : ev.msg->status == 101)) {
+				attempt_report(x, false);
+				upgrade_head(x, ev.msg);
+				buf_consume(&u->in, (size_t)n);
+				relay_pump(x); /* the bytes after the head are the tunnel's */
+				return;
+			}
 			if (ev.msg->status >= 100 && ev.msg->status < 200) {
 				/* 100 Continue goes to an HTTP/1.1 client (it may be waiting for
 				 * it before sending the body); other interim responses do not. */
@@ -1341,6 +1563,8 @@ static void on_request(struct wtun *t, const struct hbone_event *ev)
 	wtun_add(t, &d->s);
 	hbone_stream_set_user(t->h, ev->stream_id, d);
 	hbone_stream_respond(t->h, ev->stream_id, 200);
+	if (d->svc && config_service_app_protocol(d->svc, d->port) == CONFIG_APP_PROTOCOL_TCP)
+		l4_start(d);
 }
 
 void wp_down_event(struct wtun *t, const struct hbone_event *ev)
@@ -1376,6 +1600,8 @@ void wp_down_event(struct wtun *t, const struct hbone_event *ev)
 	case HBONE_EV_WRITABLE:
 		if (d->h2) {
 			wp_h2_pump(d);
+		} else if (d->x && d->x->relay) {
+			relay_pump(d->x);
 		} else {
 			dstr_flush(d);
 			if (d->x && d->x->u)
@@ -1399,6 +1625,8 @@ void wp_up_tcp(struct ustr *u, enum wp_tcp_ev ev, const char *why)
 	case WP_TCP_CONNECTED:
 		if (u->x)
 			u->x->up_sent = true;
+		if (u->x && u->x->relay)
+			relay_pump(u->x);
 		break;
 	case WP_TCP_FAILED:
 	case WP_TCP_CLOSED: wp_stream_gone(&u->s, why); break;
@@ -1409,7 +1637,9 @@ void wp_up_tcp(struct ustr *u, enum wp_tcp_ev ev, const char *why)
 		ustr_process(u);
 		break;
 	case WP_TCP_WRITABLE:
-		if (u->x)
+		if (u->x && u->x->relay)
+			relay_pump(u->x);
+		else if (u->x)
 			dstr_credit(u->x->d);
 		break;
 	}
@@ -1456,6 +1686,8 @@ void wp_up_event(struct wtun *t, struct wstream *s, const struct hbone_event *ev
 			u->x->up_sent = true; /* from here on the backend may see the request */
 		if (ev->status != 200 && u->x)
 			upstream_failed(u->x, "UF", "upstream ztunnel refused the HBONE CONNECT");
+		else if (u->x && u->x->relay)
+			relay_pump(u->x);
 		break;
 	case HBONE_EV_DATA:
 		if (buf_append(&u->in, ev->data.p, ev->data.n) < 0) {
@@ -1473,7 +1705,9 @@ void wp_up_event(struct wtun *t, struct wstream *s, const struct hbone_event *ev
 		break;
 	case HBONE_EV_WRITABLE:
 		wp_stream_flush(&u->s, &u->out);
-		if (u->x)
+		if (u->x && u->x->relay)
+			relay_pump(u->x);
+		else if (u->x)
 			dstr_credit(u->x->d);
 		break;
 	case HBONE_EV_CLOSED:
@@ -1497,7 +1731,20 @@ void wp_stream_gone(struct wstream *s, const char *why)
 	struct ustr *u = (struct ustr *)s;
 	u->closed = true;
 	u->in_gone = true;
-	if (u->x) {
+	if (u->x && u->x->relay) {
+		struct xchg *x = u->x;
+		relay_pump(x); /* may end x */
+		if (u->x == x) {
+			bool clean = u->peer_eof && x->up_shut;
+			x->u = NULL;
+			u->x = NULL;
+			if (clean) /* both halves done upstream: the client's half may still drain
+				    */
+				x->up_eof = true;
+			else
+				relay_abort(x, x->up_sent ? "UC" : "UF", why);
+		}
+	} else if (u->x) {
 		struct xchg *x = u->x;
 		if (!x->resp_end && buf_len(&u->in)) {
 			u->peer_eof = true;

@@ -76,6 +76,8 @@ struct waypoint {
 	atomic_size_t active;
 	struct wp_worker *workers[WP_MAX_WORKERS];
 	struct metrics_family *m_total, *m_dur, *m_req_bytes, *m_resp_bytes;
+	/* appProtocol TCP connections (Istio's TCP metrics) */
+	struct metrics_family *m_tcp_opened, *m_tcp_closed, *m_tcp_sent, *m_tcp_received;
 	struct metrics_series *m_accepted;
 	struct http1_limits lim; /* downstream requests */
 	/* outlier ejection (consecutive 5xx / connect failures per endpoint), all workers */
@@ -145,6 +147,7 @@ struct dstr {
 	struct http1_parser rp; /* child: parses its own HTTP/1.1 output */
 	struct buf h2body;	/* child: response body for the data provider */
 	bool h2_chunked_in, h2_submitted, h2_eof, h2_closed;
+	bool l4; /* the port's appProtocol is TCP: one relayed connection, no HTTP */
 };
 
 struct ustr {
@@ -180,6 +183,8 @@ int wp_tcp_open(struct wp_worker *wk, struct ustr *u, const struct net_addr *dst
 void wp_tcp_flush(struct ustr *u);  /* u->out has bytes to send */
 void wp_tcp_credit(struct ustr *u); /* the client side has room again */
 void wp_tcp_close(struct ustr *u);  /* from ustr_free */
+/* Half-closes the socket (relay: the client's EOF) once connected; whether it was done. */
+bool wp_tcp_shutdown_write(struct ustr *u);
 /* waypoint_http.c, for waypoint_tcp.c (may free u) */
 void wp_up_tcp(struct ustr *u, enum wp_tcp_ev ev, const char *why);
 bool wp_ustr_backlogged(const struct ustr *u);
@@ -226,6 +231,12 @@ struct xchg {
 	const struct config_mirror *mirrors[WP_MAX_MIRRORS];
 	size_t n_mirrors;
 	struct buf mirror_head; /* the request head for mirrors (Host: <host>-shadow) */
+	/* A raw byte relay both ways (waypoint_http.c relay_pump): an appProtocol TCP connection
+	 * from the start (tcp), or an Upgrade / CONNECT request after its 101 / 2xx. */
+	bool relay, tcp, upgrade;
+	bool tcp_opened; /* istio_tcp_connections_opened_total counted */
+	bool up_shut;	 /* the client's EOF went on to the upstream */
+	bool up_eof; /* the upstream's EOF was seen (goes on to the client once d->out drains) */
 };
 
 /* waypoint_http.c, for waypoint_h2.c */
@@ -252,10 +263,14 @@ struct wp_record {
 	size_t route_rule, policy_rule;
 	unsigned attempts;
 	bool has_route, has_policy;
+	bool tcp; /* an appProtocol TCP connection: "connection complete", istio_tcp_* metrics */
+	bool tcp_opened; /* istio_tcp_connections_opened_total was counted (wp_record_tcp_open) */
 	int status;
 	uint64_t duration_ms, req_bytes, resp_bytes;
 };
 void wp_record(struct waypoint *w, const struct wp_record *r);
+/* An appProtocol TCP connection got its upstream: istio_tcp_connections_opened_total. */
+void wp_record_tcp_open(struct waypoint *w, const struct wp_record *r);
 
 /* waypoint.c */
 struct wp_snap *wp_snap_get(struct waypoint *w);

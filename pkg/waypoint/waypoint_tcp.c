@@ -15,6 +15,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define TCP_READ_MAX (64u << 10)
@@ -136,4 +137,12 @@ void wp_tcp_close(struct ustr *u)
 	ev_io_stop(u->tcp_loop, &u->tcp_io);
 	close(u->tcp_fd);
 	u->tcp_fd = -1;
+}
+
+bool wp_tcp_shutdown_write(struct ustr *u)
+{
+	if (!u->s.tcp || u->tcp_fd < 0 || u->tcp_connecting || buf_len(&u->out))
+		return false;
+	shutdown(u->tcp_fd, SHUT_WR);
+	return true;
 }

@@ -28,6 +28,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 VIP, VIP2 = "10.96.84.10", "10.96.84.11"
 VIP_POOL, VIP_CF = "10.96.84.12", "10.96.84.13"  # server1 + server3 (503); server1 + dead
 VIP_PLAIN = "10.96.84.14"  # the plain-TCP workload
+# appProtocol TCP on port 9000: echo on server1 (HBONE), on plain (TCP), and one whose ALLOW
+# policy has only HTTP fields (so no TCP connection is allowed); ws: Upgrade/CONNECT on port 80
+VIP_TCP, VIP_TCP_PLAIN, VIP_TCP_DENY, VIP_WS = "10.96.84.15", "10.96.84.16", "10.96.84.17", \
+    "10.96.84.18"
+VIP_TCP_DEAD = "10.96.84.19"  # appProtocol TCP to the workload with nothing listening
 WP_HOST = "waypoint.server.svc.cluster.local"
 CLIENT_ID = "spiffe://cluster.local/ns/client/sa/client"
 
@@ -52,13 +57,18 @@ def mesh():
             wl("server1", "10.84.0.3", "server",
                services={"server/echo.server.svc.cluster.local": {"80": 8080},
                          "server/pool.server.svc.cluster.local": {"80": 8080},
-                         "server/cf.server.svc.cluster.local": {"80": 8080}}),
+                         "server/cf.server.svc.cluster.local": {"80": 8080},
+                         "server/tcpecho.server.svc.cluster.local": {"9000": 9000},
+                         "server/tcpdeny.server.svc.cluster.local": {"9000": 9000},
+                         "server/ws.server.svc.cluster.local": {"80": 9001}}),
             wl("server3", "10.84.0.5", "server-bad",
                services={"server/pool.server.svc.cluster.local": {"80": 8080}}),
             wl("dead", "10.84.0.6", "server-dead",
-               services={"server/cf.server.svc.cluster.local": {"80": 8080}}),
+               services={"server/cf.server.svc.cluster.local": {"80": 8080},
+                         "server/tcpdead.server.svc.cluster.local": {"9000": 9000}}),
             dict(wl("plain", "10.84.0.7", "plain",
-                    services={"server/plain.server.svc.cluster.local": {"80": 8080}}),
+                    services={"server/plain.server.svc.cluster.local": {"80": 8080},
+                              "server/tcpplain.server.svc.cluster.local": {"9000": 9000}}),
                  protocol="TCP"),
             wl("server2", "10.84.0.4", "server-v2",
                services={"server/echo-v2.server.svc.cluster.local": {"80": 8080}},
@@ -76,6 +86,21 @@ def mesh():
              "vips": [VIP_CF], "ports": {"80": 8080}, "waypoint": wp},
             {"name": "plain", "namespace": "server", "hostname": "plain.server.svc.cluster.local",
              "vips": [VIP_PLAIN], "ports": {"80": 8080}, "waypoint": wp},
+            {"name": "tcpecho", "namespace": "server",
+             "hostname": "tcpecho.server.svc.cluster.local", "vips": [VIP_TCP],
+             "ports": {"9000": 9000}, "appProtocols": {"9000": "TCP"}, "waypoint": wp},
+            {"name": "tcpplain", "namespace": "server",
+             "hostname": "tcpplain.server.svc.cluster.local", "vips": [VIP_TCP_PLAIN],
+             "ports": {"9000": 9000}, "appProtocols": {"9000": "TCP"}, "waypoint": wp},
+            {"name": "tcpdeny", "namespace": "server",
+             "hostname": "tcpdeny.server.svc.cluster.local", "vips": [VIP_TCP_DENY],
+             "ports": {"9000": 9000}, "appProtocols": {"9000": "TCP"}, "waypoint": wp},
+            {"name": "tcpdead", "namespace": "server",
+             "hostname": "tcpdead.server.svc.cluster.local", "vips": [VIP_TCP_DEAD],
+             "ports": {"9000": 9000}, "appProtocols": {"9000": "TCP"}, "waypoint": wp},
+            {"name": "ws", "namespace": "server", "hostname": "ws.server.svc.cluster.local",
+             "vips": [VIP_WS], "ports": {"80": 9001}, "appProtocols": {"80": "HTTP"},
+             "waypoint": wp},
             {"name": "waypoint", "namespace": "server", "hostname": WP_HOST,
              "vips": ["10.96.84.20"], "ports": {"15008": 15008}},
         ],
@@ -134,7 +159,13 @@ def mesh():
             "metadata": {"name": "deny-admin", "namespace": "server"},
             "spec": {"targetRefs": [{"kind": "Service", "group": "", "name": "echo"}],
                      "action": "DENY",
-                     "rules": [{"to": [{"operation": {"paths": ["/admin", "/admin/*"]}}]}]}}],
+                     "rules": [{"to": [{"operation": {"paths": ["/admin", "/admin/*"]}}]}]}},
+            {"metadata": {"name": "http-only", "namespace": "server"},
+             "spec": {"targetRefs": [{"kind": "Service", "name": "tcpdeny"}],
+                      "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}},
+            {"metadata": {"name": "ws-deny", "namespace": "server"},
+             "spec": {"targetRefs": [{"kind": "Service", "name": "ws"}], "action": "DENY",
+                      "rules": [{"to": [{"operation": {"paths": ["/denied"]}}]}]}}],
     }
 
 
@@ -168,6 +199,7 @@ def mesh_env(netns, tmp_path):
         "table ip t {\n chain out {\n  type nat hook output priority -100;\n"
         "  meta mark 1337 return\n"
         "  ip daddr 10.96.84.0/24 tcp dport 80 redirect to :15001\n"
+        "  ip daddr 10.96.84.0/24 tcp dport 9000 redirect to :15001\n"
         "  ip daddr 10.84.0.4 tcp dport 8080 redirect to :15001\n"
         " }\n}\n")
     r = nsrun(a, "nft", "-f", str(nftfile), check=False)
@@ -206,6 +238,9 @@ def mesh_env(netns, tmp_path):
         for name, ip, *st in (("server1", "10.84.0.3"), ("server2", "10.84.0.4"),
                               ("server3", "10.84.0.5", "503"), ("plain", "10.84.0.7")):
             run(b, "backend-" + name, [sys.executable, backend, name, ip, "8080", *st])
+        tunnel = os.path.join(HERE, "waypoint_tunnel.py")
+        for name, ip in (("server1", "10.84.0.3"), ("plain", "10.84.0.7")):
+            run(b, "tunnel-" + name, [sys.executable, tunnel, name, ip, "9000"])
         for ns, p, what in ((a, za, "ztunnel A"), (b, zb, "ztunnel B"), (w, wp, "waypoint")):
             wait_for(lambda: ready(ns, p), what=what + " ready")
         for ip in ("10.84.0.3", "10.84.0.4", "10.84.0.5", "10.84.0.7"):
@@ -213,7 +248,8 @@ def mesh_env(netns, tmp_path):
                                    check=False).returncode == 0, what="backend up")
         yield {"a": a, "w": w, "b": b, "wp": wp, "za": za, "zb": zb, "path": path}
     finally:
-        stop_all(started, lambda p: "backend" not in os.path.basename(p.log_path))
+        stop_all(started, lambda p: "backend" not in os.path.basename(p.log_path) and
+                 "tunnel" not in os.path.basename(p.log_path))
 
 
 def curl(env, url, *extra, timeout=20):
@@ -649,3 +685,177 @@ def test_waypoint_plain_tcp_endpoint(mesh_env, tmp_path):
     wait_for(lambda: logs(mesh_env["wp"], "request complete", "path=/post",
                           "upstream=10.84.0.7:8080", "status=200"), what="access log")
     assert f"seen POST /post host={VIP_PLAIN} from=10.84.0.2" in backend_log(mesh_env, "plain")
+
+
+# ---- appProtocol TCP, Upgrade, CONNECT, non-HTTP bytes ---------------------------------------
+
+CLIENT_PY = r'''
+import socket, sys, time
+host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.create_connection((host, port), timeout=15)
+def read_until(buf, stop):
+    while stop not in buf:
+        b = s.recv(65536)
+        if not b:
+            break
+        buf += b
+    return buf
+def read_all(buf):
+    while True:
+        b = s.recv(65536)
+        if not b:
+            return buf
+        buf += b
+out = b""
+if mode == "tcp":          # server speaks first; echo; half-close; "bye" after our EOF
+    out = read_until(b"", b"\n")
+    s.sendall(b"ping-1\n")
+    out = read_until(out, b"ping-1\n")
+    s.sendall(b"x" * 300000)
+    time.sleep(0.2)
+    s.shutdown(socket.SHUT_WR)
+    out = read_all(out)
+elif mode in ("ws", "connect", "ws-denied"):
+    if mode == "connect":
+        req = b"CONNECT 192.0.2.1:443 HTTP/1.1\r\nhost: 192.0.2.1:443\r\n\r\n"
+    else:
+        path = b"/denied" if mode == "ws-denied" else b"/chat"
+        req = (b"GET " + path + b" HTTP/1.1\r\nhost: ws\r\nupgrade: websocket\r\n"
+               b"connection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               b"sec-websocket-version: 13\r\n\r\n")
+    s.sendall(req)
+    out = read_until(b"", b"\r\n\r\n")
+    if b" 101 " in out.split(b"\r\n")[0] or b" 200 " in out.split(b"\r\n")[0]:
+        s.sendall(b"frame-1")
+        out = read_until(out, b"frame-1")
+        s.sendall(b"y" * 100000)
+        time.sleep(0.2)
+        s.shutdown(socket.SHUT_WR)
+    out = read_all(out)
+elif mode == "tcp-reset":   # abort mid-connection (RST)
+    import struct
+    out = read_until(b"", b"\n")
+    s.sendall(b"ping-2\n")
+    out = read_until(out, b"ping-2\n")
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    sys.stdout.buffer.write(out)
+    sys.exit(0)
+elif mode == "garbage":
+    s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http\r\n\r\n")
+    out = read_all(b"")
+sys.stdout.buffer.write(out)
+'''
+
+
+def client(env, host, port, mode):
+    return nsrun(env["a"], sys.executable, "-c", CLIENT_PY, host, str(port), mode, check=False,
+                 timeout=40)
+
+
+def test_waypoint_app_protocol_tcp_relays_bytes(mesh_env):
+    """A service port with appProtocol TCP: the waypoint parses no HTTP and relays bytes both
+    ways (server-first banner, 300 KB echoed, the client's half-close reaches the backend and the
+    backend's answer after it comes back), to an HBONE endpoint and to a plain-TCP one; one
+    "connection complete" access-log line each, no HTTP metrics."""
+    for vip, name, upstream in ((VIP_TCP, "server1", "10.84.0.3:9000"),
+                                (VIP_TCP_PLAIN, "plain", "10.84.0.7:9000")):
+        r = client(mesh_env, vip, 9000, "tcp")
+        out = r.stdout
+        assert r.returncode == 0, (r.stderr, diag(mesh_env))
+        assert out.startswith(f"hello {name}\nping-1\n".encode()), (out[:200], diag(mesh_env))
+        assert out.count(b"x") == 300000, len(out)
+        want = f"bye {name} {7 + 300000}\n".encode()
+        assert out.endswith(want), (out[-100:], diag(mesh_env))
+        wait_for(lambda: logs(mesh_env["wp"], "connection complete", f"upstream={upstream}"),
+                 what="TCP access log")
+        line = logs(mesh_env["wp"], "connection complete", f"upstream={upstream}")[0]
+        assert "flags=-" in line and CLIENT_ID in line and "bytes_received=300007" in line, line
+        assert f"authority={vip}:9000" in line, line
+    text = ns_curl(mesh_env["w"], "http://127.0.0.1:15020/metrics").stdout.decode()
+    mine = [l for l in text.splitlines() if 'destination_service_name="tcpecho"' in l]
+    assert not [l for l in mine if l.startswith("istio_request")], mine
+    def value(name):
+        got = [l for l in mine if l.startswith(name + "{")]
+        assert len(got) == 1, (name, mine)
+        assert 'reporter="waypoint"' in got[0] and 'request_protocol="tcp"' in got[0], got
+        assert 'destination_workload="server1"' in got[0] and "response_code" not in got[0]
+        return float(got[0].rsplit(" ", 1)[1])
+    assert value("istio_tcp_connections_opened_total") == 1
+    assert value("istio_tcp_connections_closed_total") == 1
+    assert value("istio_tcp_received_bytes_total") == 300007
+    assert value("istio_tcp_sent_bytes_total") == len(b"hello server1\nping-1\n") + 300000 + \
+        len(b"bye server1 300007\n")
+    if shutil.which("promtool"):
+        p = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
+                           capture_output=True)
+        out = [l for l in (p.stdout + p.stderr).decode().splitlines() if l.strip()]
+        assert not [l for l in out if "istio_request_duration_milliseconds" not in l], out
+
+
+def test_waypoint_app_protocol_tcp_l4_authorization(mesh_env):
+    """An ALLOW policy whose only rule has HTTP fields (methods) cannot match a TCP connection
+    (Istio's rule): the connection is closed without reaching the backend, logged flags=DENY."""
+    r = client(mesh_env, VIP_TCP_DENY, 9000, "tcp")
+    assert b"hello" not in r.stdout, r.stdout
+    wait_for(lambda: logs(mesh_env["wp"], "connection complete", "flags=DENY",
+                          f"authority={VIP_TCP_DENY}:9000"), what="TCP deny access log")
+    assert not logs(mesh_env["zb"], "10.84.0.3:9000"), "a denied connection was forwarded"
+    # A client reset mid-connection is passed on (flag DC).
+    r = client(mesh_env, VIP_TCP, 9000, "tcp-reset")
+    assert r.stdout == b"hello server1\nping-2\n", (r.stdout, r.stderr)
+    wait_for(lambda: logs(mesh_env["wp"], "connection complete", "flags=DC",
+                          f"authority={VIP_TCP}:9000"), what="TCP DC access log")
+    # An endpoint that refuses: the client's connection is closed, logged flags=UF.
+    r = client(mesh_env, VIP_TCP_DEAD, 9000, "tcp")
+    assert b"hello" not in r.stdout, r.stdout
+    wait_for(lambda: logs(mesh_env["wp"], "connection complete", "flags=UF",
+                          f"authority={VIP_TCP_DEAD}:9000"), what="TCP UF access log")
+
+
+def test_waypoint_websocket_upgrade_relays(mesh_env):
+    """GET with Upgrade: websocket on an HTTP port: authorized and routed as a request, then the
+    101 (Sec-WebSocket-Accept from the backend) goes to the client and the stream is a byte
+    relay both ways, half-close included."""
+    r = client(mesh_env, VIP_WS, 80, "ws")
+    out = r.stdout
+    assert r.returncode == 0, (r.stderr, diag(mesh_env))
+    head, _, rest = out.partition(b"\r\n\r\n")
+    h = head.decode().lower()
+    assert h.startswith("http/1.1 101"), (out[:300], diag(mesh_env))
+    assert "upgrade: websocket" in h and "connection: upgrade" in h, h
+    assert "sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=" in h, h
+    assert rest == b"frame-1" + b"y" * 100000 + b"bye server1 100007\n", (rest[:60], rest[-60:])
+    wait_for(lambda: logs(mesh_env["wp"], "request complete", "path=/chat", "status=101"),
+             what="101 access log")
+    # Denied by the DENY policy before anything is forwarded.
+    r = client(mesh_env, VIP_WS, 80, "ws-denied")
+    assert r.stdout.startswith(b"HTTP/1.1 403"), (r.stdout[:200], r.stderr)
+    assert b"connection: close" in r.stdout.lower()  # then closed: nothing is relayed
+
+
+def test_waypoint_connect_relays(mesh_env):
+    """CONNECT on an HTTP port: forwarded to the backend, its 200 switches to a relay."""
+    r = client(mesh_env, VIP_WS, 80, "connect")
+    out = r.stdout
+    head, _, rest = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), (out[:300], diag(mesh_env))
+    assert b"x-tunnel: server1" in head.lower(), head
+    assert rest == b"frame-1" + b"y" * 100000 + b"bye server1 100007\n", (rest[:60], rest[-60:])
+    wait_for(lambda: logs(mesh_env["wp"], "request complete", "method=CONNECT", "status=200"),
+             what="CONNECT access log")
+    # An Upgrade the backend does not take (200 + close) stays an ordinary exchange.
+    r = curl(mesh_env, f"http://{VIP_WS}/plain", "-H", "upgrade: websocket", "-H",
+             "connection: upgrade")
+    status, _, body = split(r.stdout)
+    assert status == 200 and body == "plain GET /plain\n", (r.stdout, diag(mesh_env))
+
+
+def test_waypoint_non_http_bytes_are_400(mesh_env):
+    """Bytes that are not HTTP on an HTTP port: 400 and the connection closes (nothing is
+    forwarded)."""
+    r = client(mesh_env, VIP, 80, "garbage")
+    assert r.stdout.startswith(b"HTTP/1.1 400"), (r.stdout[:200], diag(mesh_env))
+    assert b"connection: close" in r.stdout.lower()
+    wait_for(lambda: logs(mesh_env["wp"], "request complete", "status=400", "flags=DPE"),
+             what="400 access log")
