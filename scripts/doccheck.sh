@@ -25,7 +25,7 @@
 # one fresh working directory and one fresh network namespace of their own (lo up, and a veth pair
 # with 10.86.0.1/24 so the "host" has an address), with a private /tmp (a directory of the run,
 # bind-mounted), `ambient` on PATH and also as ./build/ambient (AMBIENT_BIN, default
-# build/ambient), and ./testdata linking to the repository's. A block fails on the first failing
+# build/ambient), and ./testdata, a copy of the repository's. A block fails on the first failing
 # command or after DOCCHECK_TIMEOUT seconds (default 30). Afterwards every process left in the
 # namespace is killed and the namespace and directory are removed (DOCCHECK_KEEP=1 keeps the
 # directory, for debugging). Needs root. Ends with "N passed, N failed".
@@ -181,7 +181,8 @@ EOF
 	chmod 1777 "$work/tmp"
 	cp "$BIN" "$work/.bin/ambient"
 	ln -s "$work/.bin/ambient" "$work/run/build/ambient"
-	ln -s "$ROOT/testdata" "$work/run/testdata"
+	# A copy, not a link: the checkout may itself live under /tmp, which the blocks see private.
+	cp -R "$ROOT/testdata" "$work/run/testdata"
 	# Split the file into one script per checked block, named by its first line number.
 	awk -v dir="$work" '
 		/^```sh check$/ { inb = 1; n++; start = NR + 1; out = sprintf("%s/block-%03d-%d.sh", dir, n, start); next }
