@@ -145,11 +145,12 @@ struct ctl_l7_backend {
 };
 /* "DEFAULT|NONE|BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES" (NULL: DEFAULT); -1 if unknown. */
 int ctl_l7_norm_parse(const char *s, bool reject_escaped, struct l7_norm_opts *o);
-/* One request at waypoint wp for service svc (NULL: workload-addressed) port `port`: the
- * enforcement point as JSON ("status", "verdict", "reason", "forwarded" when it reaches a
- * backend) and the backends it may reach (out, up to cap, *nb). */
+/* One request at waypoint wp for the original destination orig (a service VIP, svc, or a
+ * workload: svc NULL) port `port`: the enforcement point as JSON ("status", "verdict",
+ * "reason", "forwarded" when it reaches a backend) and the backends it may reach (out, up to
+ * cap, *nb). */
 cJSON *ctl_l7_point(const struct config *c, const struct config_workload *wp,
-		    const struct config_service *svc, uint16_t port,
+		    const struct net_addr *orig, const struct config_service *svc, uint16_t port,
 		    const struct config_workload *src, const struct config_ip *src_ip,
 		    const struct ctl_l7_opts *o, struct ctl_l7_backend *out, size_t cap,
 		    size_t *nb);

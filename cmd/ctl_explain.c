@@ -556,7 +556,7 @@ cJSON *ctl_explain_build(const struct config *c, const struct config_workload *s
 
 	/* The waypoint's L7 decision comes first: its route picks the backends. */
 	if (r.waypoint && r.kind == PROXY_ROUTE_HBONE) {
-		l7p = ctl_l7_point(c, r.waypoint, svc, net_addr_port(orig), src,
+		l7p = ctl_l7_point(c, r.waypoint, orig, svc, net_addr_port(orig), src,
 				   src_ip.family ? &src_ip : NULL, l7, backends,
 				   ARRAY_LEN(backends), &nb);
 		forwarded = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(l7p, "forwarded"));

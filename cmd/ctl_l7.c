@@ -2,6 +2,7 @@
  * decision code (pkg/l7: l7_path_normalize, l7_authz_check, l7_route_select, l7_backend_pick,
  * l7_path_rewrite), in the order pkg/waypoint applies them (l7.h "Request flow"). */
 #include "cmd/ctl.h"
+#include "pkg/waypoint/waypoint.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -123,29 +124,8 @@ static cJSON *backends_json(const struct config_route_rule *rule, struct ctl_l7_
 	return arr;
 }
 
-/* Why the waypoint refuses the HBONE CONNECT for this destination, or NULL. The same checks as
- * pkg/waypoint's bind_check (static there; see the report to the lead): waypointFor and the
- * service port. */
-static const char *waypoint_refuses(const struct config_workload *wp,
-				    const struct config_service *svc, uint16_t port)
-{
-	enum config_waypoint_for wf = wp->waypoint_for;
-
-	if (svc) {
-		bool has_port = false;
-		if (wf == CONFIG_WAYPOINT_FOR_WORKLOAD || wf == CONFIG_WAYPOINT_FOR_NONE)
-			return "this waypoint is not for service traffic (waypointFor)";
-		for (size_t i = 0; i < svc->n_ports; i++)
-			has_port |= svc->ports[i].service_port == port;
-		return has_port ? NULL : "the service has no such port";
-	}
-	if (wf != CONFIG_WAYPOINT_FOR_WORKLOAD && wf != CONFIG_WAYPOINT_FOR_ALL)
-		return "this waypoint is not for workload traffic (waypointFor)";
-	return NULL;
-}
-
 cJSON *ctl_l7_point(const struct config *c, const struct config_workload *wp,
-		    const struct config_service *svc, uint16_t port,
+		    const struct net_addr *orig, const struct config_service *svc, uint16_t port,
 		    const struct config_workload *src, const struct config_ip *src_ip,
 		    const struct ctl_l7_opts *o, struct ctl_l7_backend *out, size_t cap, size_t *nb)
 {
@@ -206,7 +186,13 @@ cJSON *ctl_l7_point(const struct config *c, const struct config_workload *wp,
 
 	/* 0. the tunnel: the waypoint answers the HBONE CONNECT with 400 and the client's
 	 * ztunnel closes the client's connection (no HTTP response). */
-	why = waypoint_refuses(wp, svc, port);
+	{
+		const struct config_service *bsvc;
+		const struct config_workload *bwl;
+
+		/* The waypoint's own check (pkg/waypoint), not a copy. */
+		why = waypoint_bind(c, wp, orig, &bsvc, &bwl);
+	}
 	if (why) {
 		cJSON_AddNumberToObject(p, "connectStatus", 400);
 		snprintf(

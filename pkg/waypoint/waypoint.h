@@ -70,4 +70,13 @@ size_t waypoint_active(struct waypoint *w);
 /* State for /config_dump as a JSON object value. */
 void waypoint_dump(struct waypoint *w, struct json_writer *jw);
 
+struct net_addr;
+/* Whether the waypoint workload self accepts an HBONE CONNECT whose authority is dst (sans-I/O,
+ * shared with `ctl explain`): NULL, or the reason it answers 400 (waypointFor, an unknown
+ * address or port, a destination that uses another waypoint). *svc gets the service when dst
+ * is a service VIP, else *dwl the workload (each NULL otherwise). */
+const char *waypoint_bind(const struct config *c, const struct config_workload *self,
+			  const struct net_addr *dst, const struct config_service **svc,
+			  const struct config_workload **dwl);
+
 #endif

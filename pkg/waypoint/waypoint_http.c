@@ -1437,36 +1437,39 @@ static void ustr_process(struct ustr *u)
 
 /* Whether this waypoint serves dst: a VIP:port of a service bound to it, or (waypointFor
  * workload|all) a workload ip:port bound to it. */
-static const char *bind_check(struct dstr *d, const struct net_addr *dst)
+const char *waypoint_bind(const struct config *c, const struct config_workload *self,
+			  const struct net_addr *dst, const struct config_service **svcp,
+			  const struct config_workload **dwlp)
 {
-	const struct wp_snap *sn = d->snap;
-	const struct config_workload *self = sn->self;
 	enum config_waypoint_for wf = self->waypoint_for;
+	const struct config_service *svc;
 	struct config_ip ip;
 	struct net_ip nip;
 	const struct config_gateway *gw = NULL;
 	uint16_t port = net_addr_port(dst);
 
+	*svcp = NULL;
+	*dwlp = NULL;
 	net_addr_ip(dst, &nip);
 	proxy_ip_from_net(&ip, &nip);
-	d->port = port;
-	d->svc = config_service_by_vip(sn->c, "", &ip);
-	if (d->svc) {
+	svc = *svcp = config_service_by_vip(c, "", &ip);
+	if (svc) {
 		bool has_port = false;
 		if (wf == CONFIG_WAYPOINT_FOR_WORKLOAD || wf == CONFIG_WAYPOINT_FOR_NONE)
 			return "this waypoint is not for service traffic (waypointFor)";
-		for (size_t i = 0; i < d->svc->n_ports; i++)
-			has_port |= d->svc->ports[i].service_port == port;
+		for (size_t i = 0; i < svc->n_ports; i++)
+			has_port |= svc->ports[i].service_port == port;
 		if (!has_port)
 			return "the service has no such port";
-		gw = &d->svc->waypoint;
+		gw = &svc->waypoint;
 	} else {
-		d->dwl = config_workload_by_ip(sn->c, "", &ip);
-		if (!d->dwl)
+		const struct config_workload *dwl = *dwlp = config_workload_by_ip(c, "", &ip);
+
+		if (!dwl)
 			return "not a service VIP or workload address";
 		if (wf != CONFIG_WAYPOINT_FOR_WORKLOAD && wf != CONFIG_WAYPOINT_FOR_ALL)
 			return "this waypoint is not for workload traffic (waypointFor)";
-		gw = &d->dwl->waypoint;
+		gw = &dwl->waypoint;
 	}
 	if (!gw->present)
 		return "the destination has no waypoint";
@@ -1475,18 +1478,24 @@ static const char *bind_check(struct dstr *d, const struct net_addr *dst)
 			if (config_ip_equal(&self->workload_ips[i], &gw->destination.address.ip))
 				return NULL;
 		const struct config_service *ws =
-			config_service_by_vip(sn->c, "", &gw->destination.address.ip);
+			config_service_by_vip(c, "", &gw->destination.address.ip);
 		for (size_t i = 0; ws && i < ws->n_endpoints; i++)
 			if (ws->endpoints[i].workload == self)
 				return NULL;
 		return "the destination uses another waypoint";
 	}
 	const struct config_service *ws =
-		config_service_by_key(sn->c, gw->destination.namespace, gw->destination.hostname);
+		config_service_by_key(c, gw->destination.namespace, gw->destination.hostname);
 	for (size_t i = 0; ws && i < ws->n_endpoints; i++)
 		if (ws->endpoints[i].workload == self)
 			return NULL;
 	return "the destination uses another waypoint";
+}
+
+static const char *bind_check(struct dstr *d, const struct net_addr *dst)
+{
+	d->port = net_addr_port(dst);
+	return waypoint_bind(d->snap->c, d->snap->self, dst, &d->svc, &d->dwl);
 }
 
 void wp_dstr_free(struct dstr *d)
