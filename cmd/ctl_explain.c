@@ -739,7 +739,8 @@ cJSON *ctl_explain_build(const struct config *c, const struct config_workload *s
 		const cJSON *p = cJSON_GetArrayItem(points, cJSON_GetArraySize(points) - 1);
 		snprintf(line, sizeof(line), "%s; destination ztunnel: %s", ctl_jstr(l7p, "reason"),
 			 p ? ctl_jstr(p, "reason") : "no enforcement point");
-		cJSON_AddNumberToObject(root, "httpStatus", 200);
+		if (ctl_jnum(l7p, "status") > 0) /* 0: a TCP port, no HTTP status */
+			cJSON_AddNumberToObject(root, "httpStatus", 200);
 		set_verdict(root, "allow", line);
 	} else {
 		const cJSON *p = cJSON_GetArrayItem(points, 0);

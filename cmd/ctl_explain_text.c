@@ -46,8 +46,13 @@ static void print_l7(const cJSON *it, int i)
 
 	printf("  %d. waypoint %s (L7), peer identity %s\n", i, ctl_jstr(it, "workload"),
 	       or_dash(ctl_jstr(it, "peerIdentity")));
-	printf("     request: %s %s, host %s, port %d", ctl_jstr(req, "method"),
-	       ctl_jstr(req, "path"), or_dash(ctl_jstr(req, "host")), (int)ctl_jnum(req, "port"));
+	if (strcmp(ctl_jstr(req, "protocol"), "TCP") == 0)
+		printf("     request: a TCP connection to port %d (%s)", (int)ctl_jnum(req, "port"),
+		       ctl_jstr(req, "tcpNote"));
+	else
+		printf("     request: %s %s, host %s, port %d", ctl_jstr(req, "method"),
+		       ctl_jstr(req, "path"), or_dash(ctl_jstr(req, "host")),
+		       (int)ctl_jnum(req, "port"));
 	if (*ctl_jstr(req, "normalizedPath") &&
 	    strcmp(ctl_jstr(req, "normalizedPath"), ctl_jstr(req, "path")))
 		printf(" (normalized %s: %s)", ctl_jstr(req, "normalization"),
@@ -55,7 +60,7 @@ static void print_l7(const cJSON *it, int i)
 	printf("\n");
 	CTL_EACH(l, cJSON_GetObjectItemCaseSensitive(req, "headers"))
 	printf("              %s\n", l->valuestring);
-	if (*ctl_jstr(req, "note"))
+	if (*ctl_jstr(req, "note") && strcmp(ctl_jstr(req, "protocol"), "TCP") != 0)
 		printf("     note: %s\n", ctl_jstr(req, "note"));
 	if (az) {
 		printf("     L7 authorization (l7_authz_check):\n");

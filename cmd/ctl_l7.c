@@ -204,6 +204,54 @@ cJSON *ctl_l7_point(const struct config *c, const struct config_workload *wp,
 		return p;
 	}
 
+	/* A TCP port (services.appProtocols): the waypoint relays bytes, with L4-only authorization
+	 * (pkg/l7 with l7_request.tcp: ALLOW rules with HTTP-only fields never match, DENY rules
+	 * ignore those fields), no routes, to the service itself. */
+	if (svc && config_service_app_protocol(svc, port) == CONFIG_APP_PROTOCOL_TCP) {
+		cJSON_AddStringToObject(rq, "protocol", "TCP");
+		cJSON_AddStringToObject(rq, "tcpNote",
+					"appProtocols marks this port TCP: no HTTP is parsed, so "
+					"--method/--path/--header play no part");
+		req.method = "";
+		req.path = "";
+		req.host = "";
+		req.source_principal = principal;
+		req.source_ip = src_ip;
+		req.dest_port = port;
+		req.tcp = true;
+		pols = cJSON_AddArrayToObject(p, "policies");
+		for (size_t i = 0; i < npol; i++)
+			if (l7_policy_applies(&all[i], svc, wp)) {
+				cJSON *pj = cJSON_CreateObject();
+
+				cJSON_AddStringToObject(pj, "policy", all[i].key);
+				cJSON_AddStringToObject(pj, "action",
+							action_name(all[i].spec.action));
+				cJSON_AddStringToObject(pj, "scope", "targetRefs");
+				cJSON_AddItemToArray(pols, pj);
+			}
+		l7_authz_check(c, svc, wp, &req, &res);
+		az = cJSON_AddObjectToObject(p, "authz");
+		cJSON_AddStringToObject(az, "verdict", res.allow ? "allow" : "deny");
+		if (res.policy)
+			snprintf(line, sizeof(line), "%s %s rule %zu", res.reason, res.policy->key,
+				 res.rule);
+		else
+			snprintf(line, sizeof(line), "%s", res.reason ? res.reason : "");
+		cJSON_AddStringToObject(az, "reason", line);
+		if (!res.allow) {
+			snprintf(line, sizeof(line), "waypoint (TCP port): connection reset: %s",
+				 ctl_jstr(az, "reason"));
+			set_result(p, 0, "deny", line);
+			return p;
+		}
+		if (*nb < cap)
+			out[(*nb)++] = (struct ctl_l7_backend){svc, port};
+		set_result(p, 0, "allow", "waypoint (TCP port): bytes relayed to the service");
+		cJSON_AddBoolToObject(p, "forwarded", true);
+		return p;
+	}
+
 	/* 1. path normalization (400). */
 	cJSON_AddStringToObject(rq, "normalization", norm_names[o->norm.mode]);
 	if (l7_path_normalize(target, strlen(target), &o->norm, path, sizeof(path), &why) < 0) {

@@ -1084,3 +1084,38 @@ def test_connections_lists_a_long_lived_connection(two_nodes):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def test_explain_l7_tcp_port(tmp_path):
+    """A service port marked TCP (appProtocols): the waypoint relays bytes with L4-only
+    authorization, as pkg/l7 decides it with l7_request.tcp (a DENY rule's HTTP-only fields are
+    ignored, so a paths-only DENY denies every connection; an ALLOW rule with them never
+    matches)."""
+    with open(os.path.join(CTL, "l7.json")) as f:
+        doc = json.load(f)
+    for s in doc["services"]:
+        if s["name"] == "echo":
+            s["appProtocols"] = {"80": "TCP"}
+    p = tmp_path / "tcp.json"
+    p.write_text(json.dumps(doc))
+    to = "echo.server.svc.cluster.local:80"
+    x = json.loads(explain_l7(str(p), to, "GET", "/app/x", [], "-o", "json").stdout)
+    wp = [e for e in x["enforcement"] if e["point"] == "waypoint"][0]
+    assert wp["request"]["protocol"] == "TCP"
+    assert x["verdict"] == "deny", x["verdictReason"]
+    assert wp["authz"]["reason"].endswith("server/deny-admin rule 0"), wp["authz"]
+    assert "route" not in wp
+    # Without the DENY: the ALLOW policy's method rule cannot match a TCP connection.
+    doc["l7Policies"] = [q for q in doc["l7Policies"] if q["metadata"]["name"] != "deny-admin"]
+    p.write_text(json.dumps(doc))
+    r = explain_l7(str(p), to, "GET", "/app/x", [], "-o", "json")
+    x = json.loads(r.stdout)
+    assert r.returncode == 5 and x["verdict"] == "deny", x["verdictReason"]
+    # No L7 policy at all: relayed to the service itself.
+    doc["l7Policies"] = []
+    p.write_text(json.dumps(doc))
+    r = explain_l7(str(p), to, "GET", "/app/x", [], "-o", "json")
+    x = json.loads(r.stdout)
+    assert r.returncode == 0 and x["verdict"] == "allow", x["verdictReason"]
+    r = explain_l7(str(p), to, "GET", "/app/x", [])
+    assert r.returncode == 0 and "TCP" in r.stdout, r.stdout
