@@ -235,27 +235,25 @@ static bool served(const struct proxy *p, const struct proxy_snap *s,
 static const struct config_workload *pod_match(const struct proxy *p, const struct config *c,
 					       const struct proxy_pod *pod)
 {
-	const struct config_workload *w = config_workload_by_uid(c, pod->uid), *const * on;
+	const struct config_workload *w = config_workload_by_uid(c, pod->uid);
+	const struct config_workload *const *on = NULL;
 	size_t n;
 
 	if (w)
 		return w;
 	if (!pod->ns[0] || !pod->name[0])
 		return NULL;
-	if (p->o.node[0]) {
+	if (p->o.node[0])
 		on = config_workloads_by_node(c, p->o.node, &n);
-		for (size_t i = 0; i < n; i++)
-			if (strcmp(on[i]->namespace, pod->ns) == 0 &&
-			    strcmp(on[i]->name, pod->name) == 0 &&
-			    (!pod->sa[0] || strcmp(on[i]->service_account, pod->sa) == 0))
-				return on[i];
-		return NULL;
+	else
+		w = config_workloads(c, &n);
+	for (size_t i = 0; i < n; i++) {
+		const struct config_workload *x = on ? on[i] : &w[i];
+
+		if (strcmp(x->namespace, pod->ns) == 0 && strcmp(x->name, pod->name) == 0 &&
+		    (!pod->sa[0] || strcmp(x->service_account, pod->sa) == 0))
+			return x;
 	}
-	w = config_workloads(c, &n);
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(w[i].namespace, pod->ns) == 0 && strcmp(w[i].name, pod->name) == 0 &&
-		    (!pod->sa[0] || strcmp(w[i].service_account, pod->sa) == 0))
-			return &w[i];
 	return NULL;
 }
 

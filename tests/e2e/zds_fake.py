@@ -10,18 +10,9 @@ import socket
 import threading
 import time
 
+from zds_agent import _field, _read_varint as _varint, _str
+
 TYPES = {1: "Add", 2: "Del", 3: "SnapshotSent", 5: "Keep"}
-
-
-def _varint(b, i):
-    v = shift = 0
-    while True:
-        c = b[i]
-        i += 1
-        v |= (c & 0x7F) << shift
-        if not c & 0x80:
-            return v, i
-        shift += 7
 
 
 def _fields(b):
@@ -60,11 +51,8 @@ def decode_request(b):
 
 
 def encode_ack(error=""):
-    if not error:
-        return b"\x0a\x00"
-    e = error.encode()
-    inner = b"\x0a" + bytes([len(e)]) + e
-    return b"\x0a" + bytes([len(inner)]) + inner
+    """WorkloadResponse{ack: Ack{error}} (0a 00 for success)."""
+    return _field(1, _str(1, error))
 
 
 class FakeZtunnel:
