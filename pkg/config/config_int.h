@@ -201,4 +201,8 @@ void cfg_link_l7(struct cfg_ctx *ctx, struct config *c);
 /* config_validate.c: derive cross references, build the indexes, run the cross-field checks. */
 void cfg_link(struct cfg_ctx *ctx, struct config *c);
 
+/* config_waypoint.c (from cfg_link, last): waypointFor against the services and workloads naming
+ * each waypoint, and l7Policies whose target cannot enforce them. */
+void cfg_check_waypoints(struct cfg_ctx *ctx, struct config *c);
+
 #endif

@@ -744,7 +744,8 @@ static const struct cfg_type t_l7_rule_list = ARRAY_OF(t_l7_rule);
 #define LS struct config_l7_spec
 static const struct cfg_field f_l7_spec[] = {
 	LIST("targetRefs", t_target_list, CF_REQUIRED, NULL, LS, target_refs,
-	     "Waypoints honour only targetRefs policies."),
+	     "Waypoints honour only targetRefs policies; a `Service` target needs a `waypoint`, "
+	     "a `Gateway` target must be a waypoint workload."),
 	FIELD("action", t_l7_action, 0, "ALLOW", LS, action,
 	      "DENY match -> 403; if ALLOW policies apply one must match; AUDIT only logs."),
 	LIST("rules", t_l7_rule_list, 0, "[]", LS, rules,

@@ -354,7 +354,9 @@ static const struct cfg_field f_workload[] = {
 	FIELD("capacity", t_u32, 0, "1", WL, capacity, "Load-balancing weight."),
 	FIELD("waypointFor", t_waypoint_for, CF_OMIT_UNSET, NULL, WL, waypoint_for,
 	      "For a waypoint workload (`ambient waypoint --workload`): which traffic it takes, "
-	      "as Istio's `istio.io/waypoint-for` label; absent means `service`."),
+	      "as Istio's `istio.io/waypoint-for` label; absent means `service`. The services "
+	      "naming it as `waypoint` need `service` or `all`, the workloads `workload` or "
+	      "`all`."),
 	FIELD("locality", t_locality, 0, "{}", WL, locality, "Topology."),
 	FIELD("clusterId", t_string, 0, "Kubernetes", WL, cluster_id, "Cluster name."),
 	FIELD("workloadName", t_string, 0, "", WL, workload_name, "Telemetry: owning workload."),
@@ -688,6 +690,17 @@ static const char doc_checks[] =
 	"a port it does not have | error |\n"
 	"| an `l7Policies` `targetRefs` entry naming a service (or, for `Gateway`, a waypoint "
 	"workload) that does not exist | error |\n"
+	"| a `waypoint` whose workload refuses that traffic by its `waypointFor`: named by a "
+	"service, `workload` or `none`; named by a workload, `service` (also when absent) or "
+	"`none` | error |\n"
+	"| an `l7Policies` `targetRefs` `Service` that has no `waypoint` (nothing enforces the "
+	"policy) | error |\n"
+	"| an `l7Policies` `targetRefs` `Gateway` naming a workload that is no waypoint (no "
+	"service or workload names it as `waypoint`, and its `waypointFor` is absent or "
+	"`none`) | error |\n"
+	"| an `l7Policies` operation with HTTP fields (`hosts`, `methods`, `paths` or their "
+	"`not*`), or a `request.headers[...]` condition, where every port it applies to has "
+	"`appProtocols` `TCP` | error |\n"
 	"| two routes with the same `namespace/name` | error |\n"
 	"| a bad regular expression, duration, weight (0..1000000), redirect status or path "
 	"template | error |\n"
@@ -706,7 +719,26 @@ static const char doc_l7[] =
 	"as `\\d` or `(?i)` is rejected or means something else. A path `RegularExpression` "
 	"must match the whole path. Reference checks: every `parentRefs` and `backendRefs` "
 	"service, and every `targetRefs` service (or waypoint workload for `Gateway`), must "
-	"exist (errors).\n";
+	"exist (errors).\n"
+	"\n"
+	"Enforcement checks (errors), so that no policy is silently not applied. A waypoint "
+	"reference (`waypoint.destination`) stands for the workloads ztunnel sends the traffic "
+	"to: the endpoints of the service it names (`namespace/hostname`, or an address that is "
+	"a VIP), else the workload at that address; every one of them must take the traffic by "
+	"its `waypointFor` (services need `service`, the default, or `all`; workloads need "
+	"`workload` or `all`). An `l7Policies` target must be enforced by a waypoint: a "
+	"`Service` needs a `waypoint`; a `Gateway` must name a waypoint workload (one that a "
+	"service or workload names as `waypoint`, or whose `waypointFor` is `service`, "
+	"`workload` or `all`). HTTP fields cannot be matched on a port with `appProtocols` "
+	"`TCP` (the waypoint relays its bytes): an operation with `hosts`, `methods`, `paths` "
+	"or their `not*` is rejected when every port it applies to is such a port, and so is a "
+	"`request.headers[...]` condition when every port its rule's operations apply to is. "
+	"The ports a policy applies to are those of its `Service` targets, or for a `Gateway` "
+	"target those of every service naming that waypoint, narrowed by the operation's "
+	"`ports` / `notPorts` (not by `when` `destination.port`); a `Gateway` target whose "
+	"`waypointFor` is `workload` or `all` also sees workload-addressed traffic, which is "
+	"always HTTP, so it is never rejected this way. Where only some ports are TCP, the "
+	"runtime rule applies there (docs/waypoint.md, TCP ports).\n";
 
 static int md_type(struct buf *out, const struct cfg_type *t);
 

@@ -931,3 +931,215 @@ TEST(config_waypoint_objects_decoded)
 	CHECK(config_duration_parse("1.5s", &ms) < 0);
 	CHECK(config_duration_parse("", &ms) < 0);
 }
+
+/* ---- waypoint enforcement (config_waypoint.c) -------------------------------------------------
+ * One mesh: waypoint wp (10.0.0.9, endpoint of ns/wp.ns.svc, waypointFor all), workload app
+ * naming it, services web (waypoint by address), plain (no waypoint), db (appProtocols TCP only)
+ * and mixed (80 HTTP, 9000 TCP) behind wp. Each case swaps some pieces (unset: the default);
+ * no `want` means the document loads, else these errors in order. */
+
+#define WP_ALL ", \"waypointFor\": \"all\""
+#define APP_WP ", \"waypoint\": {\"destination\": \"ns/wp.ns.svc\"}"
+#define WEB_WP ", \"waypoint\": {\"destination\": \"/10.0.0.9\"}"
+
+struct wp_case {
+	const char *what;
+	const char *wp_for, *app_wp, *web_wp, *tcp_wp, *extra_wl, *policies;
+	const char *want, *want2;
+};
+
+static char *wp_doc(const struct wp_case *k)
+{
+	const char *tcp_wp = k->tcp_wp ? k->tcp_wp : APP_WP;
+
+	return xasprintf(
+		"{\"workloads\": ["
+		"{\"uid\": \"wp\", \"name\": \"wp\", \"namespace\": \"ns\", \"workloadIps\": "
+		"[\"10.0.0.9\"], \"services\": {\"ns/wp.ns.svc\": {\"15008\": 15008}}%s},"
+		"{\"uid\": \"app\", \"name\": \"app\", \"namespace\": \"ns\", \"workloadIps\": "
+		"[\"10.0.0.1\"], \"services\": {\"ns/web.ns.svc\": {\"80\": 8080}, "
+		"\"ns/plain.ns.svc\": {\"80\": 8080}, \"ns/db.ns.svc\": {\"5432\": 5432}, "
+		"\"ns/mixed.ns.svc\": {\"80\": 8080, \"9000\": 9000}}%s}%s],"
+		"\"services\": ["
+		"{\"name\": \"wp\", \"namespace\": \"ns\", \"hostname\": \"wp.ns.svc\", \"vips\": "
+		"[\"10.96.0.9\"], \"ports\": {\"15008\": 15008}},"
+		"{\"name\": \"web\", \"namespace\": \"ns\", \"hostname\": \"web.ns.svc\", "
+		"\"vips\": "
+		"[\"10.96.0.1\"], \"ports\": {\"80\": 8080}%s},"
+		"{\"name\": \"plain\", \"namespace\": \"ns\", \"hostname\": \"plain.ns.svc\", "
+		"\"vips\": [\"10.96.0.2\"], \"ports\": {\"80\": 8080}},"
+		"{\"name\": \"db\", \"namespace\": \"ns\", \"hostname\": \"db.ns.svc\", \"vips\": "
+		"[\"10.96.0.3\"], \"ports\": {\"5432\": 5432}, \"appProtocols\": {\"5432\": "
+		"\"TCP\"}%s},"
+		"{\"name\": \"mixed\", \"namespace\": \"ns\", \"hostname\": \"mixed.ns.svc\", "
+		"\"vips\": [\"10.96.0.4\"], \"ports\": {\"80\": 8080, \"9000\": 9000}, "
+		"\"appProtocols\": {\"9000\": \"TCP\"}%s}],"
+		"\"l7Policies\": [%s]}",
+		k->wp_for ? k->wp_for : WP_ALL, k->app_wp ? k->app_wp : APP_WP,
+		k->extra_wl ? k->extra_wl : "", k->web_wp ? k->web_wp : WEB_WP, tcp_wp, tcp_wp,
+		k->policies ? k->policies : "");
+}
+
+static const struct wp_case wp_cases[] = {
+	{.what = "the base mesh: HTTP fields where HTTP is seen, L4 fields on TCP ports",
+	 .policies = "{\"metadata\": {\"name\": \"web-get\", \"namespace\": \"ns\"}, \"spec\": "
+		     "{\"targetRefs\": [{\"kind\": \"Service\", \"name\": \"web\"}], \"rules\": "
+		     "[{\"to\": [{\"operation\": {\"methods\": [\"GET\"]}}], \"when\": [{\"key\": "
+		     "\"request.headers[x-a]\", \"values\": [\"1\"]}]}]}},{\"metadata\": "
+		     "{\"name\": \"db-l4\", \"namespace\": \"ns\"}, \"spec\": {\"targetRefs\": "
+		     "[{\"kind\": \"Service\", \"name\": \"db\"}], \"rules\": [{\"from\": "
+		     "[{\"source\": {\"namespaces\": [\"ns\"]}}], \"to\": [{\"operation\": "
+		     "{\"ports\": [\"5432\"]}}], \"when\": [{\"key\": \"source.ip\", \"values\": "
+		     "[\"10.0.0.0/8\"]}]}]}},{\"metadata\": {\"name\": \"mixed-any\", "
+		     "\"namespace\": \"ns\"}, \"spec\": {\"targetRefs\": [{\"kind\": \"Service\", "
+		     "\"name\": \"mixed\"}], \"action\": \"DENY\", \"rules\": [{\"to\": "
+		     "[{\"operation\": {\"paths\": [\"/admin\"]}}]}, {\"to\": [{\"operation\": "
+		     "{\"ports\": [\"80\"], \"methods\": [\"POST\"]}}]}, {\"to\": [{\"operation\": "
+		     "{\"notPorts\": [\"9000\"], \"hosts\": [\"x\"]}}]}]}},{\"metadata\": "
+		     "{\"name\": \"gw\", \"namespace\": \"ns\"}, \"spec\": {\"targetRefs\": "
+		     "[{\"kind\": \"Gateway\", \"name\": \"wp\"}], \"action\": \"DENY\", "
+		     "\"rules\": [{\"to\": [{\"operation\": {\"ports\": [\"5432\"], \"paths\": "
+		     "[\"/admin\"]}}]}]}},{\"metadata\": {\"name\": \"empty\", \"namespace\": "
+		     "\"ns\"}, \"spec\": {\"targetRefs\": [{\"kind\": \"Service\", \"name\": "
+		     "\"db\"}]}}"},
+	{.what = "waypointFor service (the default) is enough for services",
+	 .wp_for = "",
+	 .app_wp = "",
+	 .policies = "{\"metadata\": {\"name\": \"p\", \"namespace\": \"ns\"}, \"spec\": "
+		     "{\"targetRefs\": [{\"kind\": \"Service\", \"name\": \"web\"}]}}"},
+	{.what = "waypointFor workload is enough for workloads; a Gateway target with "
+		 "waypointFor set",
+	 .wp_for = ", \"waypointFor\": \"workload\"",
+	 .web_wp = "",
+	 .tcp_wp = "",
+	 .extra_wl = ",{\"uid\": \"s\", \"name\": \"s\", \"namespace\": \"ns\", \"workloadIps\": "
+		     "[\"10.0.0.3\"], \"waypointFor\": \"service\"}",
+	 .policies = "{\"metadata\": {\"name\": \"p\", \"namespace\": \"ns\"}, \"spec\": "
+		     "{\"targetRefs\": [{\"kind\": \"Gateway\", \"name\": "
+		     "\"wp\"}]}},{\"metadata\": {\"name\": \"q\", \"namespace\": \"ns\"}, "
+		     "\"spec\": {\"targetRefs\": [{\"kind\": \"Gateway\", \"name\": \"s\"}]}}"},
+	{.what = "an address-form waypoint matching nothing is only a warning",
+	 .web_wp = ", \"waypoint\": {\"destination\": \"/10.0.0.99\"}",
+	 .policies = "{\"metadata\": {\"name\": \"p\", \"namespace\": \"ns\"}, \"spec\": "
+		     "{\"targetRefs\": [{\"kind\": \"Service\", \"name\": \"web\"}]}}"},
+	{.what = "a service naming a waypoint that takes only workload traffic",
+	 .wp_for = ", \"waypointFor\": \"workload\"",
+	 .app_wp = "",
+	 .tcp_wp = "",
+	 .want = "mesh.json: .services[1].waypoint.destination: waypoint \"/10.0.0.9\" is "
+		 "workload \"ns/wp\" (.workloads[0]), whose waypointFor is workload: it "
+		 "refuses service traffic, so every connection to this service would fail; set "
+		 "the waypoint's \"waypointFor\" to \"service\" or \"all\""},
+	{.what = "a workload naming a waypoint that takes only service traffic (the default)",
+	 .wp_for = "",
+	 .want = "mesh.json: .workloads[1].waypoint.destination: waypoint \"ns/wp.ns.svc\" is "
+		 "workload \"ns/wp\" (.workloads[0]), whose waypointFor is service (the "
+		 "default): it refuses workload traffic, so every connection to this workload "
+		 "would fail; set the waypoint's \"waypointFor\" to \"workload\" or \"all\""},
+	{.what = "waypointFor none takes nothing",
+	 .wp_for = ", \"waypointFor\": \"none\"",
+	 .tcp_wp = "",
+	 .want = "mesh.json: .services[1].waypoint.destination: waypoint \"/10.0.0.9\" is "
+		 "workload \"ns/wp\" (.workloads[0]), whose waypointFor is none: it refuses "
+		 "service traffic, so every connection to this service would fail; set the "
+		 "waypoint's \"waypointFor\" to \"service\" or \"all\"",
+	 .want2 = "mesh.json: .workloads[1].waypoint.destination: waypoint \"ns/wp.ns.svc\" is "
+		  "workload \"ns/wp\" (.workloads[0]), whose waypointFor is none: it refuses "
+		  "workload traffic, so every connection to this workload would fail; set the "
+		  "waypoint's \"waypointFor\" to \"workload\" or \"all\""},
+	{.what = "a policy on a service without a waypoint",
+	 .policies = "{\"metadata\": {\"name\": \"p\", \"namespace\": \"ns\"}, \"spec\": "
+		     "{\"targetRefs\": [{\"kind\": \"Service\", \"name\": \"plain\"}]}}",
+	 .want = "mesh.json: .l7Policies[0].spec.targetRefs[0]: service \"ns/plain\" has no "
+		 "waypoint, so nothing enforces this policy (l7Policies apply only at a "
+		 "waypoint; traffic to the service goes straight to its endpoints); give the "
+		 "service a \"waypoint\" or remove this targetRef"},
+	{.what = "a Gateway target that is no waypoint",
+	 .policies = "{\"metadata\": {\"name\": \"p\", \"namespace\": \"ns\"}, \"spec\": "
+		     "{\"targetRefs\": [{\"kind\": \"Service\", \"name\": \"web\"},{\"kind\": "
+		     "\"Gateway\", \"name\": \"app\"}]}}",
+	 .want = "mesh.json: .l7Policies[0].spec.targetRefs[1]: workload \"ns/app\" is not a "
+		 "waypoint (no service or workload names it as its \"waypoint\", and its "
+		 "waypointFor is not given), so nothing enforces this policy; name it in the "
+		 "\"waypoint\" of the services or workloads it serves, or target their waypoint"},
+	{.what = "methods on a TCP-only service (ALLOW)",
+	 .policies = "{\"metadata\": {\"name\": \"p\", \"namespace\": \"ns\"}, \"spec\": "
+		     "{\"targetRefs\": [{\"kind\": \"Service\", \"name\": \"db\"}], \"rules\": "
+		     "[{\"to\": [{\"operation\": {\"ports\": [\"5432\"], \"methods\": "
+		     "[\"GET\"]}}]}]}}",
+	 .want = "mesh.json: .l7Policies[0].spec.rules[0].to[0].operation: methods cannot be "
+		 "enforced: every port this applies to has appProtocols TCP (ns/db:5432), "
+		 "which the waypoint relays as bytes without seeing HTTP, and this ALLOW rule "
+		 "cannot match a TCP connection; remove them, or limit \"ports\" to HTTP ports"},
+	{.what = "a header condition on a TCP-only service (DENY)",
+	 .policies = "{\"metadata\": {\"name\": \"p\", \"namespace\": \"ns\"}, \"spec\": "
+		     "{\"targetRefs\": [{\"kind\": \"Service\", \"name\": \"db\"}], \"action\": "
+		     "\"DENY\", \"rules\": [{\"when\": [{\"key\": \"request.headers[x-user]\", "
+		     "\"values\": [\"eve\"]}]}]}}",
+	 .want = "mesh.json: .l7Policies[0].spec.rules[0].when[0]: a request.headers condition "
+		 "cannot be enforced: every port this applies to has appProtocols TCP "
+		 "(ns/db:5432), which the waypoint relays as bytes without seeing HTTP, and "
+		 "this DENY rule ignores them and denies every connection it otherwise "
+		 "matches; remove it, or limit the rule's \"ports\" to HTTP ports"},
+	{.what = "paths on the TCP port of a mixed service, selected by notPorts",
+	 .policies = "{\"metadata\": {\"name\": \"p\", \"namespace\": \"ns\"}, \"spec\": "
+		     "{\"targetRefs\": [{\"kind\": \"Service\", \"name\": \"mixed\"}], \"action\": "
+		     "\"AUDIT\", \"rules\": [{\"to\": [{\"operation\": {\"notPorts\": [\"80\"], "
+		     "\"paths\": [\"/a\"], \"notHosts\": [\"b\"]}}]}]}}",
+	 .want = "mesh.json: .l7Policies[0].spec.rules[0].to[0].operation: notHosts, paths "
+		 "cannot be enforced: every port this applies to has appProtocols TCP "
+		 "(ns/mixed:9000), which the waypoint relays as bytes without seeing HTTP, and "
+		 "this AUDIT rule ignores them and logs every connection it otherwise matches; "
+		 "remove them, or limit \"ports\" to HTTP ports"},
+	{.what = "a header condition whose rule selects only TCP ports",
+	 .policies = "{\"metadata\": {\"name\": \"p\", \"namespace\": \"ns\"}, \"spec\": "
+		     "{\"targetRefs\": [{\"kind\": \"Service\", \"name\": \"mixed\"}], \"rules\": "
+		     "[{\"to\": [{\"operation\": {\"ports\": [\"9000\"]}}], \"when\": [{\"key\": "
+		     "\"request.headers[x]\", \"notValues\": [\"1\"]}]}]}}",
+	 .want = "mesh.json: .l7Policies[0].spec.rules[0].when[0]: a request.headers condition "
+		 "cannot be enforced: every port this applies to has appProtocols TCP "
+		 "(ns/mixed:9000), which the waypoint relays as bytes without seeing HTTP, and "
+		 "this ALLOW rule cannot match a TCP connection; remove it, or limit the "
+		 "rule's \"ports\" to HTTP ports"},
+	{.what = "paths on a waypoint (Gateway) whose selected service ports are all TCP",
+	 .wp_for = ", \"waypointFor\": \"service\"",
+	 .app_wp = "",
+	 .web_wp = "",
+	 .policies = "{\"metadata\": {\"name\": \"p\", \"namespace\": \"ns\"}, \"spec\": "
+		     "{\"targetRefs\": [{\"kind\": \"Gateway\", \"name\": \"wp\"}], \"action\": "
+		     "\"DENY\", \"rules\": [{\"to\": [{\"operation\": {\"ports\": [\"5432\", "
+		     "\"9000\"], \"paths\": [\"/admin\"]}}]}]}}",
+	 .want = "mesh.json: .l7Policies[0].spec.rules[0].to[0].operation: paths cannot be "
+		 "enforced: every port this applies to has appProtocols TCP (ns/db:5432, "
+		 "ns/mixed:9000), which the waypoint relays as bytes without seeing HTTP, and "
+		 "this DENY rule ignores them and denies every connection it otherwise "
+		 "matches; remove them, or limit \"ports\" to HTTP ports"},
+};
+
+TEST(config_waypoint_enforcement)
+{
+	for (size_t i = 0; i < ARRAY_LEN(wp_cases); i++) {
+		const struct wp_case *k = &wp_cases[i];
+		struct errlist errs = {0};
+		char *doc = wp_doc(k);
+		struct config *c = parse_str(doc, &errs);
+		size_t want_n = k->want ? (k->want2 ? 2 : 1) : 0;
+		char *j = errlist_join(&errs);
+
+		if (!k->want && !c)
+			unit_fail(__FILE__, __LINE__, "%s: should load:\n%s", k->what, j);
+		else if (k->want && (c || errs.n != want_n))
+			unit_fail(__FILE__, __LINE__, "%s: want %zu error(s), got %zu:\n%s",
+				  k->what, want_n, errs.n, j);
+		else if (k->want && strcmp(errs.items[0], k->want) != 0)
+			unit_fail(__FILE__, __LINE__, "%s:\n--- want\n%s\n--- got\n%s", k->what,
+				  k->want, errs.items[0]);
+		else if (k->want2 && strcmp(errs.items[1], k->want2) != 0)
+			unit_fail(__FILE__, __LINE__, "%s:\n--- want\n%s\n--- got\n%s", k->what,
+				  k->want2, errs.items[1]);
+		free(j);
+		config_unref(c);
+		errlist_fini(&errs);
+		free(doc);
+	}
+}

@@ -406,4 +406,5 @@ void cfg_link(struct cfg_ctx *ctx, struct config *c)
 	}
 	free(referenced);
 	cfg_link_l7(ctx, c);
+	cfg_check_waypoints(ctx, c);
 }

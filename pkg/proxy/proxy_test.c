@@ -23,10 +23,11 @@ static const char mesh_doc[] =
 static const char wp_doc[] =
 	"{\"workloads\":["
 	"{\"uid\":\"wp1\",\"name\":\"wp1\",\"namespace\":\"ns\",\"serviceAccount\":\"wp\","
-	"\"workloadIps\":[\"10.0.1.1\"],\"protocol\":\"HBONE\","
+	"\"workloadIps\":[\"10.0.1.1\"],\"protocol\":\"HBONE\",\"waypointFor\":\"all\","
 	"\"services\":{\"ns/wp.ns.svc\":{\"15008\":15008}}},"
 	"{\"uid\":\"wp2\",\"name\":\"wp2\",\"namespace\":\"ns\",\"serviceAccount\":\"wp\","
 	"\"workloadIps\":[\"10.0.1.2\"],\"protocol\":\"HBONE\",\"status\":\"Unhealthy\","
+	"\"waypointFor\":\"all\","
 	"\"services\":{\"ns/wp.ns.svc\":{\"15008\":15008},\"ns/bad.ns.svc\":{\"15008\":15008}}},"
 	"{\"uid\":\"s\",\"name\":\"s\",\"namespace\":\"ns\",\"workloadIps\":[\"10.0.0.5\"],"
 	"\"protocol\":\"HBONE\",\"services\":{\"ns/wsvc.ns.svc\":{\"80\":8080},"

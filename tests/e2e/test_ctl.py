@@ -306,15 +306,18 @@ def test_explain_l7_weights_and_l4_after_the_waypoint(tmp_path):
     assert r.returncode == 5 and (x["verdict"], x["httpStatus"]) == ("fail", 400)
     r = explain_l7(L7, "10.96.82.10:80", "GET", "/", [], "--path-normalization", "SOMETIMES")
     assert r.returncode == 2
-    # workload-addressed traffic to a waypoint for services only: the tunnel is refused
+    # workload-addressed traffic through the waypoint (waypointFor all in l7.json)
     x = json.loads(explain_l7(L7, "10.82.0.4:8080", "GET", "/", [], "-o", "json").stdout)
-    assert (x["verdict"], x["enforcement"][0]["connectStatus"]) == ("fail", 400)
-    doc["workloads"][1]["waypointFor"] = "all"
-    doc["policies"] = []
-    p.write_text(json.dumps(doc))
-    x = json.loads(explain_l7(str(p), "10.82.0.4:8080", "GET", "/", [], "-o", "json").stdout)
     assert (x["verdict"], x["httpStatus"]) == ("allow", 200), x["verdictReason"]
     assert x["enforcement"][-1]["workload"] == "server/server2"
+    # a waypoint for services only, named by a workload: the document does not load (the
+    # waypoint would refuse the tunnel with 400)
+    doc["workloads"][1]["waypointFor"] = "service"
+    doc["policies"] = []
+    p.write_text(json.dumps(doc))
+    r = explain_l7(str(p), "10.82.0.4:8080", "GET", "/", [], "-o", "json")
+    assert r.returncode == 1 and "mesh config is invalid" in r.stderr, r
+    assert ".workloads[3].waypoint.destination" in r.stderr and "waypointFor" in r.stderr
 
 
 @pytest.mark.parametrize("name,method,path,headers", [
@@ -998,17 +1001,17 @@ def test_explain_l7_agrees_with_live_waypoint(mesh_env):
         assert (f"route={route}" in line) if route else ("route=server/" not in line), line
         assert (f"policy={policy}" in line) if policy else ("policy=server/" not in line), line
 
-    # server2 names the waypoint for its own address, but the waypoint is for service traffic
-    # only (waypointFor): it refuses the tunnel and the client's connection closes
+    # server2 names the waypoint for its own address and the waypoint takes workload traffic
+    # too (waypointFor all; a service-only waypoint named by a workload does not load): explain
+    # and the live waypoint agree that the workload authority is forwarded
     x = json.loads(explain_l7(env["path"], "10.84.0.4:8080", "GET", "/w", [], "-o", "json").stdout)
-    wp = x["enforcement"][0]
-    assert (x["verdict"], wp.get("connectStatus"), "httpStatus" in x) == ("fail", 400, False)
-    assert "not for workload traffic" in x["verdictReason"]
+    assert (x["verdict"], x["httpStatus"]) == ("allow", 200), x["verdictReason"]
+    assert x["enforcement"][-1]["workload"] == "server/server2"
     c = nsrun(env["a"], "curl", "-sS", "--max-time", "10", "http://10.84.0.4:8080/w",
               check=False, timeout=20)
-    assert c.returncode != 0 and b"server2" not in c.stdout
-    wait_for(lambda: wp_logs(env["wp"], "tunnel refused", "authority=10.84.0.4:8080",
-                             "not for workload traffic"), what="the waypoint refuses the tunnel")
+    assert c.returncode == 0 and json.loads(c.stdout)["server"] == "server2", (c, wp_diag(env))
+    wait_for(lambda: wp_logs(env["wp"], "request complete", "path=/w"),
+             what="the waypoint forwards the workload authority")
 
     # L4 at the destination ztunnel, which sees the waypoint's identity: a DENY of that
     # identity makes the waypoint answer 503, and ztunnel B logs the policy explain names.
@@ -1095,6 +1098,8 @@ def test_explain_l7_tcp_port(tmp_path):
         doc = json.load(f)
     for s in doc["services"]:
         if s["name"] == "echo":
+            # Port 81 stays HTTP: HTTP fields on TCP-only targets are load errors.
+            s["ports"]["81"] = 8080
             s["appProtocols"] = {"80": "TCP"}
     p = tmp_path / "tcp.json"
     p.write_text(json.dumps(doc))

@@ -52,14 +52,15 @@ def mesh():
     return {
         "workloads": [
             wl("client", "10.84.0.1", "client", ns="client"),
-            wl("waypoint", "10.84.0.2", "waypoint",
+            wl("waypoint", "10.84.0.2", "waypoint", waypointFor="all",
                services={"server/" + WP_HOST: {"15008": 15008}}),
             wl("server1", "10.84.0.3", "server",
                services={"server/echo.server.svc.cluster.local": {"80": 8080},
                          "server/pool.server.svc.cluster.local": {"80": 8080},
                          "server/cf.server.svc.cluster.local": {"80": 8080},
                          "server/tcpecho.server.svc.cluster.local": {"9000": 9000},
-                         "server/tcpdeny.server.svc.cluster.local": {"9000": 9000},
+                         "server/tcpdeny.server.svc.cluster.local": {"9000": 9000,
+                                                                     "80": 8080},
                          "server/ws.server.svc.cluster.local": {"80": 9001}}),
             wl("server3", "10.84.0.5", "server-bad",
                services={"server/pool.server.svc.cluster.local": {"80": 8080}}),
@@ -94,7 +95,8 @@ def mesh():
              "ports": {"9000": 9000}, "appProtocols": {"9000": "TCP"}, "waypoint": wp},
             {"name": "tcpdeny", "namespace": "server",
              "hostname": "tcpdeny.server.svc.cluster.local", "vips": [VIP_TCP_DENY],
-             "ports": {"9000": 9000}, "appProtocols": {"9000": "TCP"}, "waypoint": wp},
+             "ports": {"9000": 9000, "80": 8080}, "appProtocols": {"9000": "TCP"},
+             "waypoint": wp},
             {"name": "tcpdead", "namespace": "server",
              "hostname": "tcpdead.server.svc.cluster.local", "vips": [VIP_TCP_DEAD],
              "ports": {"9000": 9000}, "appProtocols": {"9000": "TCP"}, "waypoint": wp},
@@ -453,23 +455,28 @@ def reload(env, doc, version):
 
 
 def test_waypoint_for_controls_workload_traffic(mesh_env):
-    """server2 names the waypoint by address; with the default waypointFor (service) the waypoint
-    refuses the workload authority with 400, with waypointFor all it forwards it."""
-    r = nsrun(mesh_env["a"], "curl", "-sS", "--max-time", "10", "http://10.84.0.4:8080/w",
-              check=False, timeout=20)
-    assert r.returncode != 0 and b"server2" not in r.stdout
-    wait_for(lambda: logs(mesh_env["wp"], "tunnel refused", "authority=10.84.0.4:8080",
-                          "not for workload traffic"), what="waypoint refuses the authority")
-    wait_for(lambda: logs(mesh_env["za"], "10.84.0.4:8080", "HBONE CONNECT with 400"),
-             what="client ztunnel sees the 400")
+    """server2 names the waypoint by address and the waypoint takes all traffic (waypointFor
+    all): it forwards server2's workload authority. A document where the waypoint takes only
+    service traffic is rejected at load by every process (the waypoint would refuse that
+    authority with 400): the last good config stays and server2 is still reached."""
+    def get(path):
+        r = nsrun(mesh_env["a"], "curl", "-sS", "--max-time", "10",
+                  f"http://10.84.0.4:8080{path}", check=False, timeout=20)
+        assert r.returncode == 0, (r.stderr, diag(mesh_env))
+        assert json.loads(r.stdout)["server"] == "server2"
+        wait_for(lambda: logs(mesh_env["wp"], "request complete", f"path={path}"),
+                 what=f"the waypoint forwards {path}")
+
+    get("/w1")
     doc = mesh()
-    doc["workloads"][1]["waypointFor"] = "all"
-    reload(mesh_env, doc, 2)
-    wait_for(lambda: logs(mesh_env["za"], "mesh config applied", "version=2"), what="A reload")
-    r = nsrun(mesh_env["a"], "curl", "-sS", "--max-time", "10", "http://10.84.0.4:8080/w",
-              check=False, timeout=20)
-    assert r.returncode == 0, (r.stderr, diag(mesh_env))
-    assert json.loads(r.stdout)["server"] == "server2"
+    doc["workloads"][1]["waypointFor"] = "service"
+    write_atomic(mesh_env["path"], doc)
+    for p in ("wp", "za"):
+        wait_for(lambda p=p: logs(mesh_env[p], "mesh config load failed",
+                                  ".workloads[6].waypoint.destination", "waypointFor"),
+                 what=f"{p} rejects the document")
+    get("/w2")
+    assert not logs(mesh_env["wp"], "mesh config applied", "version=2")
 
 
 def test_waypoint_policy_change_applies_to_kept_alive_stream(mesh_env):

@@ -36,14 +36,14 @@ def wl(uid, ip, sa, ns="server", **extra):
 
 def mesh():
     """Service echo (VIP 10.96.0.10:80 -> server 10.77.0.2:8080, not running anywhere) uses the
-    waypoint service server/waypoint.server.svc.cluster.local (endpoint: waypoint 10.78.0.2);
-    workload wpapp 10.78.0.3 uses the address-form waypoint "/10.78.0.2"."""
+    waypoint service server/waypoint.server.svc.cluster.local (endpoint: waypoint 10.78.0.2,
+    waypointFor all); workload wpapp 10.78.0.3 uses the address-form waypoint "/10.78.0.2"."""
     return {
         "workloads": [
             wl("client", "10.77.0.1", "client", ns="client"),
             wl("server", "10.77.0.2", "server",
                services={"server/echo.server.svc.cluster.local": {"80": 8080}}),
-            wl("waypoint", "10.78.0.2", "waypoint",
+            wl("waypoint", "10.78.0.2", "waypoint", waypointFor="all",
                services={"server/" + WP_HOST: {"15008": 15008}}),
             wl("wpapp", "10.78.0.3", "wpapp", waypoint={"destination": "/10.78.0.2"}),
         ],
