@@ -39,6 +39,20 @@ PKGS="musl-tools musl-dev linux-libc-dev dpkg-dev make gcc clang libclang-rt-14-
  nghttp2-client nghttp2-proxy stunnel4 haproxy wrk hyperfine iperf3 golang-cfssl \
  buildah umoci runc systemd"
 
+# tests/e2e/test_vm_guide.py: a Debian rootfs (debootstrap) booted with systemd (systemd-nspawn).
+PKGS="$PKGS debootstrap systemd-container"
+
+# A docker engine for tests/e2e/test_image_docker.py (which starts a dockerd of its own, in its
+# own namespaces): Debian's docker.io, unless a dockerd is there already or Docker's own packages
+# are (docker.io conflicts with docker-ce, docker-ce-cli and containerd.io: apt would remove them).
+# Where systemd runs, installing docker.io also starts docker.service (a docker0 bridge and
+# iptables rules); without systemd, or when /usr/sbin/policy-rc.d refuses, nothing starts.
+docker_ce=$(dpkg-query -W -f='${Package} ${Status}\n' docker-ce docker-ce-cli containerd.io \
+	2>/dev/null | grep -c 'install ok installed' || true)
+if ! command -v dockerd >/dev/null 2>&1 && [ ! -x /usr/sbin/dockerd ] && [ "$docker_ce" = 0 ]; then
+	PKGS="$PKGS docker.io"
+fi
+
 need_update=$(add_deb_src)
 missing=""
 for p in $PKGS; do
