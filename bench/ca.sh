@@ -2,7 +2,8 @@
 # CA benchmark: certificates issued per second over HTTPS by `ambient ca serve` versus CloudFlare's
 # cfssl (`cfssl serve`, Debian golang-cfssl), both with an ECDSA P-256 CA, driven by wrk with the
 # same P-256 CSR on every request. Prints a table; fails loudly if a server does not issue, answers
-# an error status under load, or dies. Loopback only. Never part of `make test` or CI.
+# an error status under load, or dies. Loopback only. `make test` runs it once in a quick mode
+# (tests/e2e/test_bench_docs.py: DURATION=1 REPS=1 WARMUP=1) and asserts no figure.
 #
 # Environment: AMBIENT (binary, build/ambient), DURATION (seconds per run, 10), REPS (3),
 # CONNS ("8 1": wrk connection counts), WARMUP (seconds, 2), BENCH_KEEP=1 keeps the temp dir.

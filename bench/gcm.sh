@@ -2,7 +2,8 @@
 # AES-GCM record micro-benchmark: BearSSL's record classes (AES-NI CTR + PCLMUL GHASH) against
 # pkg/tls/tls_gcm.c (one pass, 8 blocks at a time; 128-bit loop and 256-bit VAES loop), seal and
 # open at 16384/4096/1400-byte records, then `openssl speed` for reference. Builds its own copy
-# of the library under $OUT. Not part of `make bench` (bench/run.sh); run it by hand.
+# of the library under $OUT. Not part of `make bench` (bench/run.sh); run it by hand. `make test`
+# runs it once with REPS=1 (tests/e2e/test_bench_docs.py).
 # Environment: OUT (build/bench-gcm), REPS (15: best of, per size and direction).
 set -eu
 cd "$(dirname "$0")/.."

@@ -251,12 +251,6 @@ for p in ambient stunnel haproxy; do
 	eval "RSS_$p=$(rss_kb $(path_pids $p))"
 done
 
-say "l4: commands"
-say "  ztunnels: ip netns exec <C|S> $AMBIENT $ZT"
-say "  stunnel4 $T/stunnel-{c,s}.conf; haproxy -db -f $T/haproxy-{c,s}.cfg (cipher $CIPHER, TLS 1.2)"
-say "  iperf3 -c <host> -p <port> -t $L4_SECS -J   (server: iperf3 -s -p 5201; echo: socat TCP-LISTEN:7000,fork PIPE)"
-say "  pingpong.py <host> <port> $PINGS $PING_RATE (1 KiB, TCP_NODELAY, one connection)"
-
 for p in direct ambient stunnel haproxy; do
 	: >"$T/tput-$p"
 	: >"$T/cpu-$p"
@@ -268,7 +262,7 @@ while [ $r -le "$REPS" ]; do
 	for p in $order; do
 		# shellcheck disable=SC2046
 		c0=$(cpu_ms $(path_pids $p))
-		ip netns exec "$C" iperf3 -c "$(path_host $p)" -p "$(path_port $p iperf)" -t "$L4_SECS" -J >"$T/iperf-$p-$r.json" 2>&1 ||
+		bench_run ip netns exec "$C" iperf3 -c "$(path_host $p)" -p "$(path_port $p iperf)" -t "$L4_SECS" -J >"$T/iperf-$p-$r.json" 2>&1 ||
 			{ tail -20 "$T/iperf-$p-$r.json" >&2; check_alive; die "$p: iperf3 failed"; }
 		# shellcheck disable=SC2046
 		c1=$(cpu_ms $(path_pids $p))
@@ -284,7 +278,7 @@ done
 check_alive
 
 for p in direct ambient stunnel haproxy; do
-	ip netns exec "$C" python3 "$T/pingpong.py" "$(path_host $p)" "$(path_port $p echo)" "$PINGS" "$PING_RATE" >"$T/lat-$p" ||
+	bench_run ip netns exec "$C" python3 "$T/pingpong.py" "$(path_host $p)" "$(path_port $p echo)" "$PINGS" "$PING_RATE" >"$T/lat-$p" ||
 		{ check_alive; die "$p: ping-pong failed"; }
 done
 check_alive
@@ -308,3 +302,7 @@ for p in direct stunnel haproxy; do
 	printf 'ambient / %-7s %10s %8s %8s %10s %12s\n' "$p" "$(ratio "$TP_ambient" "$tp")" \
 		"$(ratio "$P50_ambient" "$p50")" "$(ratio "$P99_ambient" "$p99")" "$rr" "$rc"
 done
+echo
+echo "TLS: 1.2, $CIPHER for stunnel and haproxy (ambient offers AES-128-GCM first on AES-NI machines)"
+echo "netns: C = $C (client), S = $S (server)"
+bench_print_cmds

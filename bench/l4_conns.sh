@@ -233,11 +233,6 @@ threads() {
 }
 sum() { echo $(($1 + $2)); }
 
-say "l4_conns: commands"
-say "  ztunnels: ip netns exec <C|S> $AMBIENT $ZT"
-say "  stunnel4 $T/stunnel-{c,s}.conf; haproxy -db -f $T/haproxy-{c,s}.cfg (cipher $CIPHER, TLS 1.2)"
-say "  echo server: python3 echo.py (asyncio, 0.0.0.0:7000); client: python3 hold.py <host> <port> $CONNS <go-file>"
-
 printf '\n%d open idle connections per path; VmRSS in KiB (client-side proxy + server-side proxy)\n' "$CONNS"
 printf '%-8s %18s %22s %18s %16s %12s\n' path "idle before" "$CONNS open" "after close" "KiB/conn (pair)" "threads"
 for p in ambient stunnel haproxy; do
@@ -252,12 +247,12 @@ s = socket.create_connection((sys.argv[1], int(sys.argv[2])), 10); s.sendall(b"x
 	rm -f "$T/go-$p"
 	: >"$T/hold-$p.out"
 	say "$p: opening $CONNS connections ($(date +%T))"
-	ip netns exec "$C" python3 -u "$T/hold.py" "$(path_host $p)" "$(path_port $p)" "$CONNS" "$T/go-$p" \
-		>"$T/hold-$p.out" 2>&1 &
-	HOLD=$!
+	bench_bg ip netns exec "$C" python3 -u "$T/hold.py" "$(path_host $p)" "$(path_port $p)" "$CONNS" "$T/go-$p" \
+		>"$T/hold-$p.out" 2>&1
+	HOLD=$BENCH_BG_PID
 	i=0
 	until grep -q '^open' "$T/hold-$p.out"; do
-		kill -0 $HOLD 2>/dev/null || { cat "$T/hold-$p.out" >&2; check_alive; die "$p: opening $CONNS connections failed"; }
+		kill -0 "$HOLD" 2>/dev/null || { cat "$T/hold-$p.out" >&2; check_alive; die "$p: opening $CONNS connections failed"; }
 		i=$((i + 1))
 		[ $i -lt 1200 ] || die "$p: $CONNS connections not open after 120 s"
 		sleep 0.1
@@ -266,7 +261,7 @@ s = socket.create_connection((sys.argv[1], int(sys.argv[2])), 10); s.sendall(b"x
 	during=$(rss "$@")
 	thr=$(threads "$@")
 	touch "$T/go-$p"
-	wait $HOLD || { cat "$T/hold-$p.out" >&2; check_alive; die "$p: the open connections did not all echo again"; }
+	wait "$HOLD" || { cat "$T/hold-$p.out" >&2; check_alive; die "$p: the open connections did not all echo again"; }
 	grep -q "^verified $CONNS" "$T/hold-$p.out" || die "$p: $(cat "$T/hold-$p.out")"
 	sleep "$SETTLE"
 	after=$(rss "$@")
@@ -285,3 +280,7 @@ check_alive
 ratio() { python3 -c 'import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print("%.2f" % (a / b) if b else "-")' "$1" "$2"; }
 printf '\nambient / stunnel (RSS with %d open): %s   ambient / haproxy: %s\n' "$CONNS" \
 	"$(ratio "$RSS_ambient" "$RSS_stunnel")" "$(ratio "$RSS_ambient" "$RSS_haproxy")"
+echo
+echo "TLS: 1.2, $CIPHER for stunnel and haproxy"
+echo "netns: C = $C (client), S = $S (server)"
+bench_print_cmds

@@ -71,12 +71,40 @@ bench_init() {
 	trap 'exit 129' HUP
 }
 
+# bench_cmd ARGS...: records a command line the script runs, for bench_print_cmds.
+bench_cmd() {
+	echo "$*" >>"$BENCH_TMP/commands.txt"
+}
+
+# bench_run ARGS...: runs a command in the foreground (redirections apply) and records it.
+bench_run() {
+	bench_cmd "$@"
+	"$@"
+}
+
+# bench_bg ARGS...: starts a command in the background (redirections apply), records it and sets
+# BENCH_BG_PID to its PID (the caller waits for it).
+bench_bg() {
+	bench_cmd "$@"
+	"$@" &
+	# shellcheck disable=SC2034 # read by the caller
+	BENCH_BG_PID=$!
+}
+
+# bench_print_cmds: prints every recorded command line once, in the order first run, with the
+# temporary directory written $T (tests/e2e/test_bench_docs.py matches docs/benchmarks.md to it).
+bench_print_cmds() {
+	echo "commands (\$T = temporary directory, removed at exit):"
+	awk '!seen[$0]++' "$BENCH_TMP/commands.txt" | sed "s#$BENCH_TMP#\$T#g; s/^/  /"
+}
+
 # bench_start NAME EXE ARGS...: starts EXE in the background (stdout+stderr to $BENCH_TMP/NAME.log)
 # and sets BENCH_LAST_PID.
 bench_start() {
 	name=$1
 	shift
 	exe=$(readlink -f "$(command -v "$1")") || die "$1: not found"
+	bench_cmd "$@"
 	"$@" >"$BENCH_TMP/$name.log" 2>&1 &
 	BENCH_LAST_PID=$!
 	BENCH_PIDS="$BENCH_PIDS $BENCH_LAST_PID:$exe"
@@ -89,6 +117,7 @@ bench_start_ns() {
 	ns=$2
 	shift 2
 	exe=$(readlink -f "$(command -v "$1")") || die "$1: not found"
+	bench_cmd ip netns exec "$ns" "$@"
 	ip netns exec "$ns" "$@" >"$BENCH_TMP/$name.log" 2>&1 &
 	BENCH_LAST_PID=$!
 	BENCH_PIDS="$BENCH_PIDS $BENCH_LAST_PID:$exe"

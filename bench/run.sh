@@ -1,7 +1,8 @@
 #!/bin/sh
 # `make bench`: runs every benchmark side by side with its peers and prints the tables.
-# Benchmarks measure, they never pass or fail a build; a benchmark fails only when a server it
-# measures does not work (errors, crash), and then it says why.
+# Benchmarks measure, their figures never pass or fail a build; a benchmark fails only when a
+# server it measures does not work (errors, crash), and then it says why. `make test` runs each
+# script once in a quick mode (tests/e2e/test_bench_docs.py) for those checks, never for figures.
 set -eu
 cd "$(dirname "$0")/.."
 echo "== bench/ca.sh: certificate issuance over HTTPS, ambient ca serve vs cfssl serve"
