@@ -1,5 +1,6 @@
 # ambient: one static binary. `make` (musl, static, stripped), `make SAN=1` (glibc + ASan/UBSan),
-# `make test`, `make check`, `make fuzz`, `make deps`, `make bench` (timings; never part of test/CI).
+# `make test`, `make check`, `make fuzz`, `make deps`, `make bench` (timings; `make test`
+# runs each bench script once in quick mode, tests/e2e/test_bench_docs.py, asserting no timing).
 
 SAN ?= 0
 ifeq ($(SAN),1)
@@ -101,8 +102,8 @@ check:
 fuzz:
 	sh scripts/fuzz.sh $(FUZZ_TIME)
 
-# Side-by-side benchmarks against peer implementations (bench/run.sh); they print tables and
-# never gate CI. DURATION, REPS, CONNS tune them (see bench/ca.sh).
+# Side-by-side benchmarks against peer implementations (bench/run.sh); they print tables, and no
+# timing of theirs gates CI. DURATION, REPS, CONNS tune them (see bench/ca.sh).
 bench: $(OUT)/ambient
 	AMBIENT=$(OUT)/ambient sh bench/run.sh
 

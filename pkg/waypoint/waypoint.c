@@ -336,6 +336,7 @@ int waypoint_worker_start(struct waypoint *w, struct ev_loop *loop, unsigned wor
 	wk->idx = worker;
 	rand_bytes(&wk->rnd, sizeof(wk->rnd));
 	wk->rnd |= 1;
+	wp_pool_init(wk);
 	if (net_addr_parse(&a, "[::]:0", eb) < 0) {
 		free(wk);
 		return -E_INVAL;
@@ -360,6 +361,8 @@ void waypoint_worker_stop(struct waypoint *w, struct ev_loop *loop, unsigned wor
 		return;
 	if (wk->lsn_on)
 		net_listener_stop(&wk->lsn);
+	wk->stopping = true;
+	wp_pool_fini(wk);
 	wtun_close_all(wk);
 	w->workers[worker] = NULL;
 	for (size_t i = 0; i < wk->n_inflight; i++)
@@ -377,6 +380,7 @@ static void stop_listening(struct ev_loop *loop, void *arg)
 		net_listener_stop(&wk->lsn);
 		wk->lsn_on = false;
 	}
+	wp_pool_close_all(wk); /* draining: no upstream connection is kept idle */
 }
 
 void waypoint_drain(struct waypoint *w)

@@ -185,6 +185,7 @@ static void on_xchg_timer(struct ev_loop *loop, struct ev_timer *tm)
 
 static void ustr_free(struct ustr *u)
 {
+	wp_pool_remove(u);
 	wp_tcp_close(u);
 	wtun_del(&u->s);
 	buf_fini(&u->in);
@@ -214,6 +215,11 @@ static void ustr_release(struct ustr *u, bool graceful)
 	} else {
 		ustr_free(u); /* never opened: nothing will report on it */
 	}
+}
+
+void wp_ustr_drop(struct ustr *u, bool clean)
+{
+	ustr_release(u, clean);
 }
 
 static void xchg_finish(struct xchg *x)
@@ -255,7 +261,16 @@ static void xchg_finish(struct xchg *x)
 	attempt_done(x);
 	ev_timer_del(d->wk->loop, &x->timer);
 	ev_timer_del(d->wk->loop, &x->rtimer);
-	ustr_release(x->u, x->resp_end && x->req_end && !x->local);
+	{
+		/* Keep-alive: a clean exchange whose response lets the connection persist parks
+		 * its upstream stream for the next request to the same endpoint. */
+		bool clean = x->resp_end && x->req_end && !x->local;
+		struct ustr *u = x->u;
+		x->u = NULL;
+		if (!(u && clean && x->up_keep && !x->relay && u->x == x &&
+		      wp_pool_put(d->wk, u, x->last_uid, x->up_port)))
+			ustr_release(u, clean);
+	}
 	buf_fini(&x->replay);
 	buf_fini(&x->mirror_head);
 	if (x->close_after || !x->resp_end || d->parent)
@@ -379,17 +394,15 @@ static int build_request(struct xchg *x, const struct http1_msg *m,
 		rc = http1_format_field_str(b, "x-request-id", x->req_id);
 	if (rc >= 0 && x->traceparent[0])
 		rc = http1_format_field_str(b, "traceparent", x->traceparent);
-	/* One upstream stream per request (no upstream keep-alive yet): the backend closes after
-	 * its response, so the stream ends cleanly. An Upgrade request keeps its Upgrade (the
-	 * stream becomes the new protocol's after a 101); CONNECT needs neither. */
+	/* The upstream connection persists (keep-alive, waypoint_pool.c) unless the backend
+	 * says otherwise. An Upgrade request keeps its Upgrade (the stream becomes the new
+	 * protocol's after a 101); CONNECT needs neither. */
 	if (rc >= 0 && x->upgrade && m->method != HTTP1_M_CONNECT) {
 		struct slice up;
 		if (http1_fields_get(&m->headers, "upgrade", &up))
 			rc = http1_format_field(b, http1_s("upgrade"), up);
 		if (rc >= 0)
 			rc = http1_format_field_str(b, "connection", "upgrade");
-	} else if (rc >= 0 && !x->upgrade) {
-		rc = http1_format_field_str(b, "connection", "close");
 	}
 	if (rc >= 0)
 		rc = http1_format_length(
@@ -504,7 +517,9 @@ static void forward(struct xchg *x, const struct http1_msg *m, const struct conf
 	x->http_method = m->method;
 	x->idempotent = method_idempotent(m->method);
 	x->chunked_up = m->framing == HTTP1_FRAMING_CHUNKED;
-	if ((x->retry && x->retry->attempts) || x->n_mirrors) {
+	/* Kept for retries, mirrors, and the one re-send after a reused upstream stream turned out
+	 * closed (upstream_failed); a request over WP_REPLAY_MAX streams through without it. */
+	if (!x->upgrade || (x->retry && x->retry->attempts) || x->n_mirrors) {
 		buf_init(&x->replay, WP_REPLAY_MAX);
 		x->replay_ok = build_request(x, m, mod, host, &x->replay) >= 0;
 		x->replay_head = buf_len(&x->replay);
@@ -573,8 +588,29 @@ static void attempt_open(struct xchg *x)
 	proxy_authority(&auth, authority, sizeof(authority));
 	snprintf(x->upstream, sizeof(x->upstream), "%s", authority);
 	snprintf(x->last_uid, sizeof(x->last_uid), "%s", ep->uid);
+	x->up_port = target_port;
 	x->inflight_uid = xstrdup(ep->uid);
 	wp_inflight_add(d->wk, ep->uid, 1);
+	x->reused = false;
+	u = x->reuse_retried || x->upgrade
+		    ? NULL
+		    : wp_pool_take(d->wk, ep->uid, target_port,
+				   ep->protocol != CONFIG_PROTOCOL_HBONE, ep->identity);
+	if (u) {
+		/* Keep-alive: the request goes on an idle stream to the same endpoint, which the
+		 * backend may see at once. */
+		x->reused = true;
+		x->up_sent = true;
+		u->x = x;
+		http1_parser_init(&u->p, HTTP1_RESPONSE, NULL);
+		http1_parser_set_method(&u->p, (enum http1_method)x->http_method);
+		buf_append(&u->out, buf_rptr(&x->replay), buf_len(&x->replay));
+		x->u = u;
+		if (x->try_ms)
+			ev_timer_add(d->wk->loop, &x->rtimer, x->try_ms);
+		wp_stream_flush(&u->s, &u->out);
+		return;
+	}
 	u = xcalloc(1, sizeof(*u));
 	u->x = x;
 	buf_init(&u->in, WP_BUF_MAX);
@@ -1320,6 +1356,25 @@ static void upstream_failed(struct xchg *x, const char *flags, const char *why)
 		relay_abort(x, flags, why);
 		return;
 	}
+	if (x->reused && !x->resp_started && !x->reuse_retried && x->replay_ok &&
+	    x->idempotent) {
+		/* A reused upstream connection ended before any response byte: the backend most
+		 * likely closed it while idle. An idempotent request is sent again, once, on a
+		 * fresh stream (RFC 9112 §9.3.1); it is not a failed try of the endpoint. */
+		log_debug("waypoint: reused upstream connection closed, sending again",
+			  LF_STR("request_id", x->req_id), LF_STR("upstream", x->upstream),
+			  LF_STR("reason", why));
+		x->reuse_retried = true;
+		ustr_release(x->u, false);
+		x->u = NULL;
+		attempt_done(x);
+		x->attempt--;
+		ev_timer_del(x->d->wk->loop, &x->rtimer);
+		attempt_open(x);
+		if (x->local && x->resp_end && x->req_end)
+			xchg_finish(x);
+		return;
+	}
 	attempt_report(x, true);
 	if (retry_schedule(x, why))
 		return;
@@ -1400,6 +1455,7 @@ static void ustr_process(struct ustr *u)
 			if (x->chunked_out)
 				http1_format_last_chunk(&x->d->out, NULL, 0);
 			x->resp_end = true;
+			x->up_keep = ev.type == HTTP1_EV_END && ev.msg->keep_alive;
 			break;
 		case HTTP1_EV_NONE: break;
 		}
@@ -1630,6 +1686,10 @@ void wp_down_event(struct wtun *t, const struct hbone_event *ev)
  * counterparts in wp_up_event. */
 void wp_up_tcp(struct ustr *u, enum wp_tcp_ev ev, const char *why)
 {
+	if (u->idle && (ev == WP_TCP_DATA || ev == WP_TCP_EOF)) {
+		wp_pool_event(u, ev == WP_TCP_DATA ? "data" : "eof"); /* frees u */
+		return;
+	}
 	switch (ev) {
 	case WP_TCP_CONNECTED:
 		if (u->x)
@@ -1687,6 +1747,11 @@ void wp_up_event(struct wtun *t, struct wstream *s, const struct hbone_event *ev
 
 	if (u->mirror) {
 		mirror_event(t, u, ev);
+		return;
+	}
+	if (u->idle && (ev->type == HBONE_EV_DATA || ev->type == HBONE_EV_PEER_EOF)) {
+		u->peer_eof = ev->type == HBONE_EV_PEER_EOF;
+		wp_pool_event(u, ev->type == HBONE_EV_DATA ? "data" : "eof");
 		return;
 	}
 	switch (ev->type) {

@@ -22,6 +22,11 @@
 /* A request is kept for retries and mirrors while its head and (framed) body fit in this. */
 #define WP_REPLAY_MAX (64u << 10)
 #define WP_MAX_MIRRORS 4
+/* Upstream keep-alive (waypoint_pool.c): an idle upstream stream is closed after this long,
+ * below the 5 s keep-alive timeout of common servers (Node.js, Apache), so that a backend
+ * rarely closes one just as a request is sent on it; at most this many per endpoint and worker. */
+#define WP_UP_IDLE_MS 4000
+#define WP_UP_IDLE_PER_ENDPOINT 128
 
 /* A config snapshot with what the waypoint derived from it. */
 struct wp_snap {
@@ -54,6 +59,7 @@ struct wtun {
 	struct ev_timer idle;
 	struct tls_conn tls;
 	bool tls_on, server, connecting, running, dead;
+	bool goaway; /* client: the peer sent GOAWAY (no new exchange on its idle streams) */
 	struct hbone_session *h;
 	struct wstream *streams;
 	struct net_addr peer, local;
@@ -93,6 +99,15 @@ struct wp_outlier {
 	uint64_t ejected_until_ms; /* 0: not ejected */
 };
 
+/* Idle upstream streams to one endpoint (workload uid, target port), most recent first. */
+struct wp_idle {
+	char *uid;
+	uint16_t port;
+	bool tcp;
+	unsigned n;
+	struct ustr *head;
+};
+
 /* Requests in flight to one endpoint from one worker (least-request choice). */
 struct wp_inflight {
 	char *uid;
@@ -109,6 +124,11 @@ struct wp_worker {
 	bool lsn_on;
 	struct wtun *tuns;
 	uint64_t rnd;
+	/* upstream keep-alive (waypoint_pool.c) */
+	struct wp_idle *idle;
+	size_t n_idle, cap_idle, n_idle_streams;
+	struct ev_timer pool_sweep;
+	bool stopping;
 };
 
 /* ---- HTTP (waypoint_http.c, waypoint_h2.c) ----------------------------------------------------
@@ -159,6 +179,12 @@ struct ustr {
 	size_t unacked; /* received from the backend, not yet credited */
 	bool in_gone;	/* wp_stream_gone runs: it frees u itself */
 	bool mirror;	/* a RequestMirror copy: no exchange, the response is discarded */
+	/* keep-alive: parked in wk's pool (waypoint_pool.c) between exchanges */
+	bool idle;
+	struct wp_worker *wk;
+	struct ustr *inext, *iprev;
+	size_t pool_slot;
+	uint64_t idle_since_ms;
 	bool shut;	/* mirror: write side shut after the request */
 	/* s.tcp: the socket to a plain-TCP endpoint (waypoint_tcp.c) */
 	int tcp_fd;
@@ -185,6 +211,21 @@ void wp_tcp_credit(struct ustr *u); /* the client side has room again */
 void wp_tcp_close(struct ustr *u);  /* from ustr_free */
 /* Half-closes the socket (relay: the client's EOF) once connected; whether it was done. */
 bool wp_tcp_shutdown_write(struct ustr *u);
+/* waypoint_pool.c. put: parks u (its exchange is done, nothing buffered) under endpoint
+ * uid:port; false when it cannot be reused (the caller releases it). take: the most recent
+ * usable idle stream to that endpoint (identity: the tunnel's expected peer) or NULL. event: an
+ * idle stream got bytes, an EOF or a reset ("data", "eof", "closed"): it is dropped. */
+void wp_pool_init(struct wp_worker *wk);
+void wp_pool_fini(struct wp_worker *wk);
+bool wp_pool_put(struct wp_worker *wk, struct ustr *u, const char *uid, uint16_t port);
+struct ustr *wp_pool_take(struct wp_worker *wk, const char *uid, uint16_t port, bool tcp,
+			  const char *identity);
+void wp_pool_event(struct ustr *u, const char *what);
+void wp_pool_remove(struct ustr *u); /* from ustr_free */
+void wp_pool_drop_tunnel(struct wtun *t);
+void wp_pool_close_all(struct wp_worker *wk);
+/* waypoint_http.c: ends a stream that has no exchange (half-close when clean, else reset). */
+void wp_ustr_drop(struct ustr *u, bool clean);
 /* waypoint_http.c, for waypoint_tcp.c (may free u) */
 void wp_up_tcp(struct ustr *u, enum wp_tcp_ev ev, const char *why);
 bool wp_ustr_backlogged(const struct ustr *u);
@@ -237,6 +278,10 @@ struct xchg {
 	bool tcp_opened; /* istio_tcp_connections_opened_total counted */
 	bool up_shut;	 /* the client's EOF went on to the upstream */
 	bool up_eof; /* the upstream's EOF was seen (goes on to the client once d->out drains) */
+	/* keep-alive: the response let the upstream connection persist; this try runs on a
+	 * reused stream; the one re-send on a fresh stream after a reused one failed was made */
+	bool up_keep, reused, reuse_retried;
+	uint16_t up_port; /* the try's endpoint port (with last_uid: the pool key) */
 };
 
 /* waypoint_http.c, for waypoint_h2.c */

@@ -105,8 +105,14 @@ static void on_event(void *ctx, struct hbone_session *h, const struct hbone_even
 	struct wtun *t = ctx;
 
 	(void)h;
-	if (ev->type == HBONE_EV_GOAWAY)
+	if (ev->type == HBONE_EV_GOAWAY) {
+		/* The destination's ztunnel drains: its idle streams take no new exchange. */
+		if (!t->server) {
+			t->goaway = true;
+			wp_pool_drop_tunnel(t);
+		}
 		return;
+	}
 	if (t->server)
 		wp_down_event(t, ev);
 	else if (ev->stream_user)

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -237,9 +238,11 @@ def mesh_env(netns, tmp_path):
                                  "--max-request-headers", "16384",
                                  "--max-request-body", str(32 << 20)] + common)
         backend = os.path.join(HERE, "waypoint_backend.py")
+        backends = {}
         for name, ip, *st in (("server1", "10.84.0.3"), ("server2", "10.84.0.4"),
                               ("server3", "10.84.0.5", "503"), ("plain", "10.84.0.7")):
-            run(b, "backend-" + name, [sys.executable, backend, name, ip, "8080", *st])
+            backends["backend-" + name] = run(b, "backend-" + name,
+                                              [sys.executable, backend, name, ip, "8080", *st])
         tunnel = os.path.join(HERE, "waypoint_tunnel.py")
         for name, ip in (("server1", "10.84.0.3"), ("plain", "10.84.0.7")):
             run(b, "tunnel-" + name, [sys.executable, tunnel, name, ip, "9000"])
@@ -248,10 +251,32 @@ def mesh_env(netns, tmp_path):
         for ip in ("10.84.0.3", "10.84.0.4", "10.84.0.5", "10.84.0.7"):
             wait_for(lambda: nsrun(b, "curl", "-s", "-o", "/dev/null", f"http://{ip}:8080/",
                                    check=False).returncode == 0, what="backend up")
-        yield {"a": a, "w": w, "b": b, "wp": wp, "za": za, "zb": zb, "path": path}
+        yield {"a": a, "w": w, "b": b, "wp": wp, "za": za, "zb": zb, "path": path, **backends}
     finally:
         stop_all(started, lambda p: "backend" not in os.path.basename(p.log_path) and
                  "tunnel" not in os.path.basename(p.log_path))
+
+
+def test_waypoint_resends_idempotent_request_when_reused_upstream_closes(mesh_env):
+    """Keep-alive upstream: a backend that closes a kept-alive connection as the next request
+    arrives (its idle timeout firing) costs a GET nothing: the waypoint sends it again, once, on
+    a fresh stream. A POST is never sent twice: the client gets 503 (UC)."""
+    bl = mesh_env["backend-server1"]
+    r = nsrun(mesh_env["a"], "curl", "-sS", "-w", "%{http_code}\n", "--max-time", "20",
+              "-o", "/dev/null", f"http://{VIP}/app/dropnext/get",
+              "-o", "/dev/null", f"http://{VIP}/app/after-get", check=False, timeout=30)
+    assert r.stdout.decode().split() == ["200", "200"], (r.stdout, r.stderr, bl.logtext()[-2000:])
+    assert len(logs(bl, "dropped GET /app/after-get")) == 1, bl.logtext()[-2000:]
+    assert len(logs(bl, "seen GET /app/after-get")) == 1, bl.logtext()[-2000:]
+    r = nsrun(mesh_env["a"], "curl", "-sS", "-w", "%{http_code}\n", "--max-time", "20",
+              "-o", "/dev/null", f"http://{VIP}/app/dropnext/post", "--next",
+              "-sS", "-w", "%{http_code}\n", "--max-time", "20", "-o", "/dev/null",
+              "-d", "x=1", f"http://{VIP}/app/after-post", check=False, timeout=30)
+    assert r.stdout.decode().split() == ["200", "503"], (r.stdout, r.stderr, bl.logtext()[-2000:])
+    assert len(logs(bl, "dropped POST /app/after-post")) == 1, bl.logtext()[-2000:]
+    assert not logs(bl, "seen POST /app/after-post"), bl.logtext()[-2000:]
+    wait_for(lambda: logs(mesh_env["wp"], "request complete", "path=/app/after-post",
+                          "status=503", "flags=UC"), what="the POST's access-log line")
 
 
 def curl(env, url, *extra, timeout=20):
@@ -311,13 +336,18 @@ def test_waypoint_forwards_curl_with_keepalive(mesh_env):
     for want in ("method=GET", "status=200", f"authority={VIP}", "upstream=10.84.0.3:8080",
                  CLIENT_ID, "spiffe://cluster.local/ns/server/sa/server", "route=server/echo#2"):
         assert want in line, line
-    # The waypoint presented its own identity to ztunnel B, which logged the inbound stream.
-    wait_for(lambda: logs(mesh_env["zb"], "inbound", "10.84.0.3:8080",
-                          "spiffe://cluster.local/ns/server/sa/waypoint"),
-             what="ztunnel B sees the waypoint's identity")
-    # Each upstream stream ends cleanly (half-close after the response), not with a reset.
-    wait_for(lambda: len(logs(mesh_env["zb"], "connection complete", "10.84.0.3:8080")) >= 2,
-             what="ztunnel B access logs")
+    # The waypoint presented its own identity to ztunnel B, which logs each inbound stream when
+    # it ends. Keep-alive upstream: the two requests of the first curl went one after the other
+    # on one worker, so the second reused the first's upstream stream (and backend connection);
+    # an idle upstream stream ends cleanly after WP_UP_IDLE_MS (4 s): a half-close, no reset.
+    seen = wait_for(lambda: logs(mesh_env["zb"], "connection complete", "direction=inbound",
+                                 "10.84.0.3:8080", "spiffe://cluster.local/ns/server/sa/waypoint"),
+                    what="ztunnel B logs the waypoint's stream after its idle timeout", timeout=15)
+    time.sleep(0.5)
+    seen = logs(mesh_env["zb"], "connection complete", "direction=inbound", "10.84.0.3:8080",
+                "spiffe://cluster.local/ns/server/sa/waypoint")
+    assert 1 <= len(seen) <= 2, ("3 requests, upstream streams:", seen)
+    assert all('error=""' in l for l in seen), seen
     done = logs(mesh_env["zb"], "connection complete", "10.84.0.3:8080")
     assert all("level=info" in l and "reset" not in l for l in done), done
 

@@ -2,7 +2,8 @@
 the method, path and request headers it received (HTTP/1.1, keep-alive). Paths starting with
 /slow are answered after 2 s; /app/big/<n> answers n bytes; .../flaky/<key>/<n> answers 503 to
 the first n requests for <key>, then 200; .../hits/<key> tells how many requests .../flaky/<key>/
-got. With STATUS every request is answered with that status. Each request is logged to stderr as
+got; after .../dropnext/... the next request on the same connection is dropped unanswered (the
+connection closes). With STATUS every request is answered with that status. Each request is logged to stderr as
 "seen METHOD PATH host=HOST from=CLIENT_IP".
 
 usage: waypoint_backend.py NAME IP PORT [STATUS]"""
@@ -17,6 +18,15 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _answer(self):
+        if getattr(self, "drop_next", False):
+            # Like a server whose keep-alive timeout fired as the request arrived: the
+            # connection closes without an answer.
+            sys.stderr.write("backend %s: dropped %s %s\n" % (self.server.name, self.command,
+                                                              self.path))
+            sys.stderr.flush()
+            self.close_connection = True
+            return
+        self.drop_next = "dropnext" in self.path.split("/")
         sys.stderr.write("backend %s: seen %s %s host=%s from=%s\n" % (
             self.server.name, self.command, self.path, self.headers.get("host", ""),
             self.client_address[0]))
