@@ -183,6 +183,51 @@ char *xstrndup(const char *s, size_t n)
 	return p;
 }
 
+size_t str_copyn(char *dst, size_t cap, const char *p, size_t n)
+{
+	size_t len = n < cap - 1 ? n : cap - 1;
+
+	if (p && len) {
+		const char *z = memchr(p, '\0', len);
+		if (z)
+			len = (size_t)(z - p);
+		memcpy(dst, p, len);
+	} else {
+		len = 0;
+	}
+	dst[len] = '\0';
+	return len;
+}
+
+size_t str_copy(char *dst, size_t cap, const char *s)
+{
+	return str_copyn(dst, cap, s, s ? strnlen(s, cap) : 0);
+}
+
+size_t str_u64(char *out, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (size_t i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	return n;
+}
+
+void str_hex(char *out, uint64_t v, unsigned digits)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	while (digits--) {
+		out[digits] = hex[v & 15];
+		v >>= 4;
+	}
+}
+
 char *xasprintf(const char *fmt, ...)
 {
 	va_list ap;

@@ -61,6 +61,29 @@ TEST(utf8_and_hex_helpers)
 	CHECK_INT(hex_digit_value(-3), -1);
 }
 
+TEST(str_copy_bounds_and_hex)
+{
+	char b[5];
+
+	CHECK_INT(str_copyn(b, sizeof(b), "abcdefgh", 8), 4);
+	CHECK_STR(b, "abcd");
+	CHECK_INT(str_copyn(b, sizeof(b), "ab\0cd", 5), 2); /* stops at a NUL, like "%.*s" */
+	CHECK_STR(b, "ab");
+	CHECK_INT(str_copyn(b, sizeof(b), NULL, 0), 0);
+	CHECK_STR(b, "");
+	CHECK_INT(str_copy(b, sizeof(b), "xyz"), 3);
+	CHECK_STR(b, "xyz");
+	CHECK_INT(str_copy(b, sizeof(b), NULL), 0);
+	CHECK_STR(b, "");
+	char h[17] = {0};
+	str_hex(h, 0x1234abcdull, 8);
+	CHECK_STR(h, "1234abcd");
+	str_hex(h, 0xfedcba9876543210ull, 16);
+	CHECK_STR(h, "fedcba9876543210");
+	str_hex(h, 0xabcdefull, 3); /* the low digits only */
+	CHECK(memcmp(h, "def", 3) == 0);
+}
+
 TEST(secure_wipe_zeroes)
 {
 	uint8_t key[32];

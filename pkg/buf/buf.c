@@ -88,7 +88,7 @@ int buf_append(struct buf *b, const void *p, size_t n)
 	if (r < 0)
 		return r;
 	if (n)
-		memcpy(buf_wptr(b), p, n);
+		copy_short(buf_wptr(b), p, n);
 	b->wr += n;
 	return 0;
 }

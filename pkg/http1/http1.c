@@ -366,6 +366,8 @@ static void on_connection(struct http1_parser *p, const uint8_t *v, size_t n)
 			p->hflags |= HF_CONN_KEEPALIVE;
 		else if (h1_eq(ep, en, "upgrade"))
 			p->hflags |= HF_CONN_UPGRADE;
+		else if (en)
+			p->msg.connection_options = true; /* http1_is_hop_by_hop looks further */
 	}
 }
 

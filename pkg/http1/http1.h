@@ -184,6 +184,7 @@ struct http1_msg {
 	bool keep_alive;	     /* connection persists after this message (RFC 9112 §9.3) */
 	bool upgrade;		     /* request asks for Upgrade, or response is 101 */
 	bool expect_continue;	     /* request carries "Expect: 100-continue" */
+	bool connection_options;     /* Connection names a field beyond close/keep-alive/upgrade */
 };
 
 enum http1_ev_type {

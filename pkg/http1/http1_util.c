@@ -140,7 +140,7 @@ bool http1_is_hop_by_hop(const struct http1_msg *m, struct slice name)
 		if (http1_slice_eq(name, fixed[i]))
 			return true;
 	}
-	if (!m)
+	if (!m || !m->connection_options)
 		return false;
 	/* RFC 9110 §7.6.1: fields named by Connection options are hop-by-hop too. */
 	while (http1_fields_next(&m->headers, &pos, &fl)) {

@@ -17,7 +17,15 @@ static const uint8_t v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 
 
 static size_t fmt4(const uint8_t *b, char *out)
 {
-	return (size_t)sprintf(out, "%u.%u.%u.%u", b[0], b[1], b[2], b[3]);
+	char *p = out;
+
+	for (int i = 0; i < 4; i++) { /* by hand: sprintf is a hot cost on the request path */
+		if (i)
+			*p++ = '.';
+		p += str_u64(p, b[i]);
+	}
+	*p = '\0';
+	return (size_t)(p - out);
 }
 
 /* out must hold 46 bytes. RFC 5952 §4: lower case, no leading zeros, "::" replaces the longest
@@ -96,7 +104,8 @@ char *net_addr_format(const struct net_addr *a, char *out, size_t cap)
 			p += sprintf(p, "%%%u", (unsigned)a->sin6.sin6_scope_id);
 		*p++ = ']';
 	}
-	sprintf(p, ":%u", net_addr_port(a));
+	*p++ = ':';
+	p[str_u64(p, net_addr_port(a))] = '\0';
 	return copy_out(out, cap, tmp);
 }
 

@@ -319,6 +319,50 @@ void wp_outlier_report(struct waypoint *w, const char *uid, bool failure, uint64
 	pthread_mutex_unlock(&w->omu);
 }
 
+/* ---- per-worker object recycling --------------------------------------------------------------
+ */
+
+static size_t obj_size(enum wp_obj k)
+{
+	return k == WP_OBJ_XCHG ? sizeof(struct xchg) : sizeof(struct dstr);
+}
+
+void *wp_obj_new(struct wp_worker *wk, enum wp_obj k)
+{
+	void *p;
+
+	if (!wk || !wk->obj_free[k])
+		return xcalloc(1, obj_size(k));
+	p = wk->obj_free[k];
+	memcpy(&wk->obj_free[k], p, sizeof(void *));
+	wk->n_obj_free[k]--;
+	memset(p, 0, obj_size(k));
+	return p;
+}
+
+void wp_obj_free(struct wp_worker *wk, enum wp_obj k, void *p)
+{
+	if (!p)
+		return;
+	if (!wk || wk->stopping || wk->n_obj_free[k] >= WP_OBJ_FREE_MAX) {
+		free(p);
+		return;
+	}
+	memcpy(p, &wk->obj_free[k], sizeof(void *));
+	wk->obj_free[k] = p;
+	wk->n_obj_free[k]++;
+}
+
+static void obj_fini(struct wp_worker *wk)
+{
+	for (int k = 0; k < WP_OBJ_N; k++)
+		while (wk->obj_free[k]) {
+			void *p = wk->obj_free[k];
+			memcpy(&wk->obj_free[k], p, sizeof(void *));
+			free(p);
+		}
+}
+
 /* ---- workers --------------------------------------------------------------------------------- */
 
 int waypoint_worker_start(struct waypoint *w, struct ev_loop *loop, unsigned worker,
@@ -368,6 +412,8 @@ void waypoint_worker_stop(struct waypoint *w, struct ev_loop *loop, unsigned wor
 	for (size_t i = 0; i < wk->n_inflight; i++)
 		free(wk->inflight[i].uid);
 	free(wk->inflight);
+	free(wk->rec_cache);
+	obj_fini(wk);
 	free(wk);
 }
 
@@ -451,7 +497,10 @@ static void labels(const struct wp_record *r, const char **v, char *code, size_t
 {
 	const struct config_workload *s = r->src_wl, *d = r->dst_wl;
 
-	snprintf(code, cap, "%d", r->status);
+	if (cap > 20 && r->status >= 0)
+		code[str_u64(code, (uint64_t)r->status)] = '\0';
+	else
+		snprintf(code, cap, "%d", r->status);
 	v[0] = "waypoint";
 	v[1] = or_unknown(wl_name(s));
 	v[2] = or_unknown(s ? s->namespace : NULL);
@@ -499,11 +548,70 @@ void wp_record_tcp_open(struct waypoint *w, const struct wp_record *r)
 	metrics_counter_inc(metrics_counter_with(w->m_tcp_opened, t));
 }
 
-void wp_record(struct waypoint *w, const struct wp_record *r)
+/* The four request series of one label tuple, cached per worker: most requests repeat a handful
+ * of tuples, and a lookup in the registry builds, validates and hashes a key per family. The key
+ * here is the values joined by 0xff (as the registry's), compared in full; series live as long as
+ * their registry. */
+struct wp_rec_cache {
+	uint64_t hash;
+	size_t len;
+	struct metrics_series *total, *dur, *req_bytes, *resp_bytes;
+	char key[WP_REC_KEY_MAX];
+};
+static void http_series(struct waypoint *w, struct wp_worker *wk, const char *const *v,
+			struct metrics_series **out)
+{
+	char key[WP_REC_KEY_MAX];
+	size_t n = 0;
+	uint64_t h = 1469598103934665603ull;
+	struct wp_rec_cache *e = NULL;
+
+	for (size_t i = 0; i < N_HTTP_LABELS; i++) {
+		size_t vn = strlen(v[i]);
+		/* 0xff inside a value would make two tuples join alike: no caching then. */
+		if (n + vn + 1 > sizeof(key) || memchr(v[i], 0xff, vn)) {
+			n = 0;
+			break;
+		}
+		copy_short(key + n, v[i], vn);
+		n += vn;
+		key[n++] = '\xff';
+	}
+	if (n) {
+		for (size_t i = 0; i < n; i++)
+			h = (h ^ (uint8_t)key[i]) * 1099511628211ull;
+		if (wk && !wk->rec_cache)
+			wk->rec_cache = xcalloc(WP_REC_CACHE_SLOTS, sizeof(*wk->rec_cache));
+		e = wk ? &wk->rec_cache[h % WP_REC_CACHE_SLOTS] : NULL;
+		if (e && e->len && e->hash == h && e->len == n && !memcmp(e->key, key, n)) {
+			out[0] = e->total;
+			out[1] = e->dur;
+			out[2] = e->req_bytes;
+			out[3] = e->resp_bytes;
+			return;
+		}
+	}
+	out[0] = metrics_counter_with(w->m_total, v);
+	out[1] = metrics_histogram_with(w->m_dur, v);
+	out[2] = metrics_histogram_with(w->m_req_bytes, v);
+	out[3] = metrics_histogram_with(w->m_resp_bytes, v);
+	if (e) {
+		e->hash = h;
+		e->len = n;
+		e->total = out[0];
+		e->dur = out[1];
+		e->req_bytes = out[2];
+		e->resp_bytes = out[3];
+		memcpy(e->key, key, n);
+	}
+}
+
+void wp_record(struct waypoint *w, struct wp_worker *wk, const struct wp_record *r)
 {
 	const struct config_workload *s = r->src_wl;
 	char code[16], dur[32], rt[300], pol[300];
 	const char *v[N_HTTP_LABELS], *t[N_TCP_LABELS];
+	enum log_level lvl;
 
 	labels(r, v, code, sizeof(code));
 	if (r->tcp) {
@@ -514,14 +622,19 @@ void wp_record(struct waypoint *w, const struct wp_record *r)
 		metrics_counter_add(metrics_counter_with(w->m_tcp_sent, t), r->resp_bytes);
 		metrics_counter_add(metrics_counter_with(w->m_tcp_received, t), r->req_bytes);
 	} else { /* a relayed TCP connection is only logged (docs/waypoint.md) */
-		metrics_counter_inc(metrics_counter_with(w->m_total, v));
-		metrics_histogram_observe(metrics_histogram_with(w->m_dur, v),
-					  (double)r->duration_ms);
-		metrics_histogram_observe(metrics_histogram_with(w->m_req_bytes, v),
-					  (double)r->req_bytes);
-		metrics_histogram_observe(metrics_histogram_with(w->m_resp_bytes, v),
-					  (double)r->resp_bytes);
+		struct metrics_series *m[4];
+		http_series(w, wk, v, m);
+		metrics_counter_inc(m[0]);
+		metrics_histogram_observe(m[1], (double)r->duration_ms);
+		metrics_histogram_observe(m[2], (double)r->req_bytes);
+		metrics_histogram_observe(m[3], (double)r->resp_bytes);
 	}
+	if (r->tcp)
+		lvl = strcmp(v[23], "-") ? LOG_WARN : LOG_INFO;
+	else
+		lvl = r->status >= 500 || r->status == 0 ? LOG_WARN : LOG_INFO;
+	if (!log_enabled(lvl))
+		return;
 
 	snprintf(dur, sizeof(dur), "%llums", (unsigned long long)r->duration_ms);
 	if (r->has_route)
@@ -552,10 +665,5 @@ void wp_record(struct waypoint *w, const struct wp_record *r)
 		LF_STR("request_id", r->request_id ? r->request_id : ""),
 		LF_STR("reason", r->reason ? r->reason : ""),
 	};
-	if (r->tcp)
-		log_write(strcmp(v[23], "-") ? LOG_WARN : LOG_INFO, "connection complete", fl,
-			  ARRAY_LEN(fl));
-	else
-		log_write(r->status >= 500 || r->status == 0 ? LOG_WARN : LOG_INFO,
-			  "request complete", fl, ARRAY_LEN(fl));
+	log_write(lvl, r->tcp ? "connection complete" : "request complete", fl, ARRAY_LEN(fl));
 }

@@ -32,7 +32,7 @@ struct wp_h2 {
 
 static struct dstr *child_new(struct dstr *p, int32_t sid)
 {
-	struct dstr *c = xcalloc(1, sizeof(*c));
+	struct dstr *c = wp_obj_new(p->wk, WP_OBJ_DSTR);
 
 	c->wk = p->wk;
 	c->snap = p->snap;
@@ -212,18 +212,19 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 	r = c->h2_req;
 #define PSEUDO(lit) (namelen == sizeof(lit) - 1 && memcmp(name, lit, namelen) == 0)
 	if (PSEUDO(":method"))
-		snprintf(r->method, sizeof(r->method), "%.*s", (int)valuelen, value);
+		str_copyn(r->method, sizeof(r->method), (const char *)value, valuelen);
 	else if (PSEUDO(":path"))
-		snprintf(r->path, sizeof(r->path), "%.*s", (int)valuelen, value);
+		str_copyn(r->path, sizeof(r->path), (const char *)value, valuelen);
 	else if (PSEUDO(":authority"))
-		snprintf(r->authority, sizeof(r->authority), "%.*s", (int)valuelen, value);
+		str_copyn(r->authority, sizeof(r->authority), (const char *)value, valuelen);
 	else if (PSEUDO(":scheme"))
 		;
 	else if (namelen && name[0] == ':')
 		r->bad = true;
 	else if (hop_header(name, namelen)) {
 		if (namelen == 4 && memcmp(name, "host", 4) == 0 && !r->authority[0])
-			snprintf(r->authority, sizeof(r->authority), "%.*s", (int)valuelen, value);
+			str_copyn(r->authority, sizeof(r->authority), (const char *)value,
+				  valuelen);
 	} else {
 		if (namelen == 14 && memcmp(name, "content-length", 14) == 0)
 			r->has_cl = true;
@@ -353,7 +354,8 @@ static void submit_head(struct dstr *c, const struct http1_msg *m)
 	struct http1_field f;
 	nghttp2_data_provider prd = {.source.ptr = c, .read_callback = body_read};
 
-	snprintf(status, sizeof(status), "%d", m->status);
+	status[str_u64(status, (uint64_t)(m->status > 0 && m->status < 1000 ? m->status : 500))] =
+		'\0';
 	nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, strlen(status),
 			       NGHTTP2_NV_FLAG_NONE};
 	while (n < ARRAY_LEN(nv) && http1_fields_next(&m->headers, &pos, &f)) {

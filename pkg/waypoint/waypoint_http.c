@@ -257,7 +257,7 @@ static void xchg_finish(struct xchg *x)
 		r.policy = x->policy->key;
 		r.policy_rule = x->policy_rule;
 	}
-	wp_record(d->wk->w, &r);
+	wp_record(d->wk->w, d->wk, &r);
 	attempt_done(x);
 	ev_timer_del(d->wk->loop, &x->timer);
 	ev_timer_del(d->wk->loop, &x->rtimer);
@@ -276,7 +276,7 @@ static void xchg_finish(struct xchg *x)
 	if (x->close_after || !x->resp_end || d->parent)
 		d->closing = true;
 	d->x = NULL;
-	free(x);
+	wp_obj_free(d->wk, WP_OBJ_XCHG, x);
 	if (http1_parser_state(&d->p) == HTTP1_STATE_UPGRADED)
 		http1_parser_resume(&d->p);
 	dstr_flush(d);
@@ -311,11 +311,22 @@ static void gen_request_id(struct wp_worker *wk, char *out, size_t cap)
 {
 	uint64_t a = wp_rand(wk), b = wp_rand(wk);
 
-	/* A version-4 UUID layout. */
-	snprintf(out, cap, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32),
-		 (unsigned)(a >> 16) & 0xffff, (unsigned)a & 0xfff,
-		 (unsigned)(0x8000 | ((b >> 48) & 0x3fff)),
-		 (unsigned long long)(b & 0xffffffffffffull));
+	/* A version-4 UUID layout: 8-4-4-4-12 hex digits, "4" and the variant bits fixed. */
+	if (cap < 37) {
+		out[0] = '\0';
+		return;
+	}
+	str_hex(out, a >> 32, 8);
+	out[8] = '-';
+	str_hex(out + 9, a >> 16, 4);
+	out[13] = '-';
+	out[14] = '4';
+	str_hex(out + 15, a, 3);
+	out[18] = '-';
+	str_hex(out + 19, 0x8000 | ((b >> 48) & 0x3fff), 4);
+	out[23] = '-';
+	str_hex(out + 24, b, 12);
+	out[36] = '\0';
 }
 
 /* RFC 7239: the client's `forwarded` elements (every field line, in order) and ours,
@@ -331,11 +342,13 @@ static int format_forwarded(struct buf *b, const struct http1_fields *h, struct 
 	buf_init(&v, 16384);
 	while (first.p && http1_fields_next(h, &pos, &f))
 		if (http1_slice_eq(f.name, "forwarded") && f.value.n)
-			rc |= buf_printf(&v, "%.*s, ", (int)f.value.n, (const char *)f.value.p);
+			rc |= buf_append(&v, f.value.p, f.value.n) | buf_append(&v, ", ", 2);
 	if (strchr(ip, ':'))
-		rc |= buf_printf(&v, "for=\"[%s]\";proto=http", ip);
+		rc |= buf_append_str(&v, "for=\"[") | buf_append_str(&v, ip) |
+		      buf_append_str(&v, "]\";proto=http");
 	else
-		rc |= buf_printf(&v, "for=%s;proto=http", ip);
+		rc |= buf_append_str(&v, "for=") | buf_append_str(&v, ip) |
+		      buf_append_str(&v, ";proto=http");
 	if (rc >= 0)
 		rc = http1_format_field(b, http1_s("forwarded"),
 					(struct slice){buf_rptr(&v), buf_len(&v)});
@@ -586,8 +599,8 @@ static void attempt_open(struct xchg *x)
 	net_addr_from_ip(&auth, &nip, target_port);
 	net_addr_from_ip(&target, &nip, w->o.hbone_port);
 	proxy_authority(&auth, authority, sizeof(authority));
-	snprintf(x->upstream, sizeof(x->upstream), "%s", authority);
-	snprintf(x->last_uid, sizeof(x->last_uid), "%s", ep->uid);
+	str_copy(x->upstream, sizeof(x->upstream), authority);
+	str_copy(x->last_uid, sizeof(x->last_uid), ep->uid);
 	x->up_port = target_port;
 	x->inflight_uid = xstrdup(ep->uid);
 	wp_inflight_add(d->wk, ep->uid, 1);
@@ -773,7 +786,7 @@ static const char *refresh_snap(struct dstr *d)
 /* A request head arrived: decide and start forwarding, or answer locally. */
 static void xchg_start(struct dstr *d, const struct http1_msg *m)
 {
-	struct xchg *x = xcalloc(1, sizeof(*x));
+	struct xchg *x = wp_obj_new(d->wk, WP_OBJ_XCHG);
 	struct wp_snap *sn;
 	struct l7_header hdrs[128];
 	size_t nh = 0, pos = 0;
@@ -804,22 +817,25 @@ static void xchg_start(struct dstr *d, const struct http1_msg *m)
 		x->close_after = true;
 	ev_timer_init(&x->timer, on_xchg_timer);
 	ev_timer_init(&x->rtimer, on_retry_timer);
-	snprintf(x->method, sizeof(x->method), "%.*s", (int)m->method_raw.n,
-		 (const char *)m->method_raw.p);
+	str_copyn(x->method, sizeof(x->method), (const char *)m->method_raw.p, m->method_raw.n);
 	why = refresh_snap(d);
 	sn = d->snap;
-	snprintf(x->host, sizeof(x->host), "%.*s", (int)m->host.n, (const char *)m->host.p);
+	str_copyn(x->host, sizeof(x->host), (const char *)m->host.p, m->host.n);
 	x->req_bytes = m->headers.raw.n + m->method_raw.n + m->target.n + 16;
 	if (http1_fields_get(&m->headers, "x-request-id", &rid) && rid.n > 0 && rid.n < 48)
-		snprintf(x->req_id, sizeof(x->req_id), "%.*s", (int)rid.n, (const char *)rid.p);
+		str_copyn(x->req_id, sizeof(x->req_id), (const char *)rid.p, rid.n);
 	else
 		gen_request_id(d->wk, x->req_id, sizeof(x->req_id));
 	if (!http1_fields_get(&m->headers, "traceparent", &rid)) {
 		/* W3C Trace Context: start a trace (version 00, sampled) when none came in; a
 		 * received one is forwarded as is. */
-		uint64_t t1 = wp_rand(d->wk), t2 = wp_rand(d->wk), sp = wp_rand(d->wk);
-		snprintf(x->traceparent, sizeof(x->traceparent), "00-%016llx%016llx-%016llx-01",
-			 (unsigned long long)t1, (unsigned long long)t2, (unsigned long long)sp);
+		char *tp = x->traceparent; /* 00-<32 hex trace id>-<16 hex span id>-01 */
+		memcpy(tp, "00-", 3);
+		str_hex(tp + 3, wp_rand(d->wk), 16);
+		str_hex(tp + 19, wp_rand(d->wk), 16);
+		tp[35] = '-';
+		str_hex(tp + 36, wp_rand(d->wk), 16);
+		memcpy(tp + 52, "-01", 4);
 	}
 	if (why) {
 		snprintf(x->path, sizeof(x->path), "%.*s",
@@ -861,7 +877,7 @@ static void xchg_start(struct dstr *d, const struct http1_msg *m)
 		local_reply(x, 403, "DENY", az.reason, NULL, NULL);
 		return;
 	}
-	snprintf(host, sizeof(host), "%s", x->host);
+	str_copy(host, sizeof(host), x->host);
 	if (d->svc && l7_service_has_routes(sn->t, d->svc, d->port)) {
 		const struct config_route_rule *rule;
 		if (!l7_route_select(sn->t, d->svc, d->port, &req, &rr)) {
@@ -1107,7 +1123,7 @@ static bool relay_pump(struct xchg *x)
  * service, then the relay (no HTTP, no routes). */
 static void l4_start(struct dstr *d)
 {
-	struct xchg *x = xcalloc(1, sizeof(*x));
+	struct xchg *x = wp_obj_new(d->wk, WP_OBJ_XCHG);
 	struct wp_snap *sn = d->snap;
 	struct l7_request req = {0};
 	struct l7_authz_result az;
@@ -1210,7 +1226,7 @@ void wp_dstr_process(struct dstr *d)
 				return;
 			}
 			if (!x) {
-				x = xcalloc(1, sizeof(*x));
+				x = wp_obj_new(d->wk, WP_OBJ_XCHG);
 				x->d = d;
 				d->x = x;
 				x->start_ms = time_mono_ms();
@@ -1356,8 +1372,7 @@ static void upstream_failed(struct xchg *x, const char *flags, const char *why)
 		relay_abort(x, flags, why);
 		return;
 	}
-	if (x->reused && !x->resp_started && !x->reuse_retried && x->replay_ok &&
-	    x->idempotent) {
+	if (x->reused && !x->resp_started && !x->reuse_retried && x->replay_ok && x->idempotent) {
 		/* A reused upstream connection ended before any response byte: the backend most
 		 * likely closed it while idle. An idempotent request is sent again, once, on a
 		 * fresh stream (RFC 9112 §9.3.1); it is not a failed try of the endpoint. */
@@ -1562,7 +1577,7 @@ void wp_dstr_free(struct dstr *d)
 	buf_fini(&d->in);
 	buf_fini(&d->out);
 	buf_fini(&d->h2body);
-	free(d);
+	wp_obj_free(d->wk, WP_OBJ_DSTR, d);
 }
 
 /* The downstream stream is gone: end its exchange (and its HTTP/2 streams). */
@@ -1594,7 +1609,7 @@ static void on_request(struct wtun *t, const struct hbone_event *ev)
 		log_warn("waypoint: bad HBONE request", LF_STR("reason", ev->request.reason));
 		return;
 	}
-	d = xcalloc(1, sizeof(*d));
+	d = wp_obj_new(wk, WP_OBJ_DSTR);
 	d->wk = wk;
 	d->snap = wp_snap_get(wk->w);
 	d->dst = ev->request.addr;
@@ -1603,8 +1618,8 @@ static void on_request(struct wtun *t, const struct hbone_event *ev)
 	buf_init(&d->in, WP_BUF_MAX);
 	buf_init(&d->out, WP_BUF_MAX);
 	http1_parser_init(&d->p, HTTP1_REQUEST, &wk->w->lim);
-	snprintf(d->peer_id, sizeof(d->peer_id), "%s", t->peer_id);
-	snprintf(d->principal, sizeof(d->principal), "%s",
+	str_copy(d->peer_id, sizeof(d->peer_id), t->peer_id);
+	str_copy(d->principal, sizeof(d->principal),
 		 strncmp(t->peer_id, "spiffe://", 9) == 0 ? t->peer_id + 9 : t->peer_id);
 	net_addr_ip(&t->peer, &pip);
 	net_ip_format(&pip, d->src_ip, sizeof(d->src_ip));
@@ -1620,7 +1635,7 @@ static void on_request(struct wtun *t, const struct hbone_event *ev)
 		wp_snap_put(d->snap);
 		buf_fini(&d->in);
 		buf_fini(&d->out);
-		free(d);
+		wp_obj_free(wk, WP_OBJ_DSTR, d);
 		return;
 	}
 	d->src_wl = config_workload_by_ip(d->snap->c, "", &d->src_cip);

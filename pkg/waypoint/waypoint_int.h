@@ -27,6 +27,8 @@
  * rarely closes one just as a request is sent on it; at most this many per endpoint and worker. */
 #define WP_UP_IDLE_MS 4000
 #define WP_UP_IDLE_PER_ENDPOINT 128
+#define WP_REC_CACHE_SLOTS 64
+#define WP_REC_KEY_MAX 1024
 
 /* A config snapshot with what the waypoint derived from it. */
 struct wp_snap {
@@ -38,6 +40,11 @@ struct wp_snap {
 
 struct wp_worker;
 struct wtun;
+
+/* Per-request objects recycled per worker (wp_obj_new): a ~9 KiB exchange, or a stream, freed
+ * and allocated again at every request would make musl's allocator map and unmap memory. */
+enum wp_obj { WP_OBJ_XCHG, WP_OBJ_DSTR, WP_OBJ_N };
+#define WP_OBJ_FREE_MAX 256
 
 /* A stream on a tunnel: a downstream client connection (server tunnel) or an upstream request
  * (client tunnel). Both embed this first. */
@@ -129,6 +136,9 @@ struct wp_worker {
 	size_t n_idle, cap_idle, n_idle_streams;
 	struct ev_timer pool_sweep;
 	bool stopping;
+	struct wp_rec_cache *rec_cache; /* wp_record's series cache (WP_REC_CACHE_SLOTS) */
+	void *obj_free[WP_OBJ_N];	/* wp_obj_new's free lists */
+	unsigned n_obj_free[WP_OBJ_N];
 };
 
 /* ---- HTTP (waypoint_http.c, waypoint_h2.c) ----------------------------------------------------
@@ -185,7 +195,7 @@ struct ustr {
 	struct ustr *inext, *iprev;
 	size_t pool_slot;
 	uint64_t idle_since_ms;
-	bool shut;	/* mirror: write side shut after the request */
+	bool shut; /* mirror: write side shut after the request */
 	/* s.tcp: the socket to a plain-TCP endpoint (waypoint_tcp.c) */
 	int tcp_fd;
 	struct ev_io tcp_io;
@@ -313,11 +323,14 @@ struct wp_record {
 	int status;
 	uint64_t duration_ms, req_bytes, resp_bytes;
 };
-void wp_record(struct waypoint *w, const struct wp_record *r);
+void wp_record(struct waypoint *w, struct wp_worker *wk, const struct wp_record *r);
 /* An appProtocol TCP connection got its upstream: istio_tcp_connections_opened_total. */
 void wp_record_tcp_open(struct waypoint *w, const struct wp_record *r);
 
 /* waypoint.c */
+/* A zeroed object of kind k (from wk's free list when it has one; wk may be NULL). */
+void *wp_obj_new(struct wp_worker *wk, enum wp_obj k);
+void wp_obj_free(struct wp_worker *wk, enum wp_obj k, void *p);
 struct wp_snap *wp_snap_get(struct waypoint *w);
 void wp_snap_put(struct wp_snap *s);
 uint64_t wp_rand(struct wp_worker *wk);

@@ -19,7 +19,6 @@
  * (waypoint_http.c, upstream_failed). */
 #include "pkg/waypoint/waypoint_int.h"
 
-
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,7 +71,8 @@ static bool usable(const struct ustr *u, const char *identity)
 		return u->tcp_fd >= 0;
 	/* A connection that got a GOAWAY (its ztunnel drains) or failed takes no new exchange. */
 	return u->s.t && !u->s.t->dead && !u->s.t->goaway && u->s.t->h && u->s.sid > 0 &&
-	       hbone_session_error(u->s.t->h) == 0 && strcmp(u->s.t->expect_id, identity ? identity : "") == 0;
+	       hbone_session_error(u->s.t->h) == 0 &&
+	       strcmp(u->s.t->expect_id, identity ? identity : "") == 0;
 }
 
 static void on_sweep(struct ev_loop *loop, struct ev_timer *tm)
