@@ -324,7 +324,13 @@ void wp_outlier_report(struct waypoint *w, const char *uid, bool failure, uint64
 
 static size_t obj_size(enum wp_obj k)
 {
-	return k == WP_OBJ_XCHG ? sizeof(struct xchg) : sizeof(struct dstr);
+	switch (k) {
+	case WP_OBJ_XCHG: return sizeof(struct xchg);
+	case WP_OBJ_DSTR: return sizeof(struct dstr);
+	case WP_OBJ_H2REQ: return sizeof(struct h2_req);
+	case WP_OBJ_N: break;
+	}
+	return 0;
 }
 
 void *wp_obj_new(struct wp_worker *wk, enum wp_obj k)
@@ -353,8 +359,31 @@ void wp_obj_free(struct wp_worker *wk, enum wp_obj k, void *p)
 	wk->n_obj_free[k]++;
 }
 
+void wp_buf_init(struct wp_worker *wk, struct buf *b, size_t max)
+{
+	buf_init(b, max);
+	if (wk && wk->n_spare && wk->spare[wk->n_spare - 1].cap <= b->max) {
+		struct wp_spare *sp = &wk->spare[--wk->n_spare];
+		b->data = sp->data;
+		b->cap = sp->cap;
+	}
+}
+
+void wp_buf_fini(struct wp_worker *wk, struct buf *b)
+{
+	if (wk && !wk->stopping && b->data && b->cap <= WP_SPARE_CAP && wk->n_spare < WP_SPARES) {
+		wk->spare[wk->n_spare++] = (struct wp_spare){b->data, b->cap};
+		b->data = NULL;
+		b->cap = b->rd = b->wr = 0;
+		return;
+	}
+	buf_fini(b);
+}
+
 static void obj_fini(struct wp_worker *wk)
 {
+	while (wk->n_spare)
+		free(wk->spare[--wk->n_spare].data);
 	for (int k = 0; k < WP_OBJ_N; k++)
 		while (wk->obj_free[k]) {
 			void *p = wk->obj_free[k];

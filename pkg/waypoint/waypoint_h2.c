@@ -47,9 +47,9 @@ static struct dstr *child_new(struct dstr *p, int32_t sid)
 	c->have_src_ip = p->have_src_ip;
 	memcpy(c->peer_id, p->peer_id, sizeof(c->peer_id));
 	memcpy(c->principal, p->principal, sizeof(c->principal));
-	buf_init(&c->in, WP_BUF_MAX);
-	buf_init(&c->out, WP_BUF_MAX);
-	buf_init(&c->h2body, WP_BUF_MAX);
+	wp_buf_init(c->wk, &c->in, WP_BUF_MAX);
+	wp_buf_init(c->wk, &c->out, WP_BUF_MAX);
+	wp_buf_init(c->wk, &c->h2body, WP_BUF_MAX);
 	http1_parser_init(&c->p, HTTP1_REQUEST, &p->wk->w->lim);
 	http1_parser_init(&c->rp, HTTP1_RESPONSE, NULL);
 	c->parent = p;
@@ -164,14 +164,6 @@ void wp_h2_input(struct dstr *d)
 
 /* ---- requests in --------------------------------------------------------------------------- */
 
-struct h2_req {
-	struct buf head; /* regular header lines, HTTP/1.1 form */
-	char method[24];
-	char path[L7_PATH_MAX];
-	char authority[256];
-	bool has_cl, bad;
-};
-
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
 	struct dstr *d = ud;
@@ -181,8 +173,8 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
 	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
 	c = child_new(d, f->hd.stream_id);
-	r = xcalloc(1, sizeof(*r));
-	buf_init(&r->head, 65536);
+	r = wp_obj_new(c->wk, WP_OBJ_H2REQ);
+	wp_buf_init(c->wk, &r->head, 65536);
 	c->h2_req = r;
 	nghttp2_session_set_stream_user_data(s, f->hd.stream_id, c);
 	return 0;
@@ -261,8 +253,8 @@ static void request_ready(struct dstr *c, bool end_stream)
 		buf_reset(&c->in), buf_append_str(&c->in, "BAD\r\n\r\n"); /* answered 400 */
 	if (strcmp(r->method, "HEAD") == 0)
 		http1_parser_set_method(&c->rp, HTTP1_M_HEAD);
-	buf_fini(&r->head);
-	free(r);
+	wp_buf_fini(c->wk, &r->head);
+	wp_obj_free(c->wk, WP_OBJ_H2REQ, r);
 	wp_dstr_process(c);
 }
 
@@ -315,8 +307,8 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t code, void 
 	nghttp2_session_set_stream_user_data(s, sid, NULL);
 	if (c->h2_req) { /* closed mid-HEADERS */
 		struct h2_req *r = c->h2_req;
-		buf_fini(&r->head);
-		free(r);
+		wp_buf_fini(c->wk, &r->head);
+		wp_obj_free(c->wk, WP_OBJ_H2REQ, r);
 		c->h2_req = NULL;
 	}
 	child_end(c);
@@ -458,8 +450,8 @@ void wp_h2_end(struct dstr *d)
 		nghttp2_session_set_stream_user_data(h->ngh, c->h2_sid, NULL);
 		if (c->h2_req) {
 			struct h2_req *r = c->h2_req;
-			buf_fini(&r->head);
-			free(r);
+			wp_buf_fini(c->wk, &r->head);
+			wp_obj_free(c->wk, WP_OBJ_H2REQ, r);
 			c->h2_req = NULL;
 		}
 		child_end(c);

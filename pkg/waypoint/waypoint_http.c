@@ -271,8 +271,8 @@ static void xchg_finish(struct xchg *x)
 		      wp_pool_put(d->wk, u, x->last_uid, x->up_port)))
 			ustr_release(u, clean);
 	}
-	buf_fini(&x->replay);
-	buf_fini(&x->mirror_head);
+	wp_buf_fini(d->wk, &x->replay);
+	wp_buf_fini(d->wk, &x->mirror_head);
 	if (x->close_after || !x->resp_end || d->parent)
 		d->closing = true;
 	d->x = NULL;
@@ -331,15 +331,15 @@ static void gen_request_id(struct wp_worker *wk, char *out, size_t cap)
 
 /* RFC 7239: the client's `forwarded` elements (every field line, in order) and ours,
  * `for=<ip>;proto=http` (an IPv6 address quoted in brackets, §6). */
-static int format_forwarded(struct buf *b, const struct http1_fields *h, struct slice first,
-			    const char *ip)
+static int format_forwarded(struct wp_worker *wk, struct buf *b, const struct http1_fields *h,
+			    struct slice first, const char *ip)
 {
 	struct buf v;
 	struct http1_field f;
 	size_t pos = 0;
 	int rc = 0;
 
-	buf_init(&v, 16384);
+	wp_buf_init(wk, &v, 16384);
 	while (first.p && http1_fields_next(h, &pos, &f))
 		if (http1_slice_eq(f.name, "forwarded") && f.value.n)
 			rc |= buf_append(&v, f.value.p, f.value.n) | buf_append(&v, ", ", 2);
@@ -352,7 +352,7 @@ static int format_forwarded(struct buf *b, const struct http1_fields *h, struct 
 	if (rc >= 0)
 		rc = http1_format_field(b, http1_s("forwarded"),
 					(struct slice){buf_rptr(&v), buf_len(&v)});
-	buf_fini(&v);
+	wp_buf_fini(wk, &v);
 	return rc < 0 ? rc : 0;
 }
 
@@ -400,7 +400,7 @@ static int build_request(struct xchg *x, const struct http1_msg *m,
 		rc = http1_format_field_str(b, "x-forwarded-for", xffv);
 	free(xffv);
 	if (rc >= 0 && d->src_ip[0])
-		rc = format_forwarded(b, &m->headers, fwd, d->src_ip);
+		rc = format_forwarded(d->wk, b, &m->headers, fwd, d->src_ip);
 	if (rc >= 0)
 		rc = http1_format_field_str(b, "x-forwarded-proto", "http");
 	if (rc >= 0)
@@ -533,7 +533,7 @@ static void forward(struct xchg *x, const struct http1_msg *m, const struct conf
 	/* Kept for retries, mirrors, and the one re-send after a reused upstream stream turned out
 	 * closed (upstream_failed); a request over WP_REPLAY_MAX streams through without it. */
 	if (!x->upgrade || (x->retry && x->retry->attempts) || x->n_mirrors) {
-		buf_init(&x->replay, WP_REPLAY_MAX);
+		wp_buf_init(x->d->wk, &x->replay, WP_REPLAY_MAX);
 		x->replay_ok = build_request(x, m, mod, host, &x->replay) >= 0;
 		x->replay_head = buf_len(&x->replay);
 		if (!x->replay_ok)
@@ -1574,9 +1574,9 @@ void wp_dstr_free(struct dstr *d)
 	atomic_fetch_sub(&d->wk->w->active, 1);
 	wtun_del(&d->s);
 	wp_snap_put(d->snap);
-	buf_fini(&d->in);
-	buf_fini(&d->out);
-	buf_fini(&d->h2body);
+	wp_buf_fini(d->wk, &d->in);
+	wp_buf_fini(d->wk, &d->out);
+	wp_buf_fini(d->wk, &d->h2body);
 	wp_obj_free(d->wk, WP_OBJ_DSTR, d);
 }
 
@@ -1615,8 +1615,8 @@ static void on_request(struct wtun *t, const struct hbone_event *ev)
 	d->dst = ev->request.addr;
 	d->first = true;
 	atomic_fetch_add(&wk->w->active, 1);
-	buf_init(&d->in, WP_BUF_MAX);
-	buf_init(&d->out, WP_BUF_MAX);
+	wp_buf_init(wk, &d->in, WP_BUF_MAX);
+	wp_buf_init(wk, &d->out, WP_BUF_MAX);
 	http1_parser_init(&d->p, HTTP1_REQUEST, &wk->w->lim);
 	str_copy(d->peer_id, sizeof(d->peer_id), t->peer_id);
 	str_copy(d->principal, sizeof(d->principal),

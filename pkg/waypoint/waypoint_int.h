@@ -43,8 +43,16 @@ struct wtun;
 
 /* Per-request objects recycled per worker (wp_obj_new): a ~9 KiB exchange, or a stream, freed
  * and allocated again at every request would make musl's allocator map and unmap memory. */
-enum wp_obj { WP_OBJ_XCHG, WP_OBJ_DSTR, WP_OBJ_N };
+enum wp_obj { WP_OBJ_XCHG, WP_OBJ_DSTR, WP_OBJ_H2REQ, WP_OBJ_N };
 #define WP_OBJ_FREE_MAX 256
+/* Buffer allocations up to WP_SPARE_CAP kept per worker for the next stream or request (a 1 KiB
+ * response otherwise reallocs its buffers 256 -> 512 -> 1024 -> 2048 every time). */
+#define WP_SPARES 256
+#define WP_SPARE_CAP (16u << 10)
+struct wp_spare {
+	uint8_t *data;
+	size_t cap;
+};
 
 /* A stream on a tunnel: a downstream client connection (server tunnel) or an upstream request
  * (client tunnel). Both embed this first. */
@@ -139,10 +147,20 @@ struct wp_worker {
 	struct wp_rec_cache *rec_cache; /* wp_record's series cache (WP_REC_CACHE_SLOTS) */
 	void *obj_free[WP_OBJ_N];	/* wp_obj_new's free lists */
 	unsigned n_obj_free[WP_OBJ_N];
+	struct wp_spare spare[WP_SPARES]; /* wp_buf_init / wp_buf_fini */
+	unsigned n_spare;
 };
 
 /* ---- HTTP (waypoint_http.c, waypoint_h2.c) ----------------------------------------------------
  */
+/* An HTTP/2 request while its HEADERS arrive (waypoint_h2.c). */
+struct h2_req {
+	struct buf head; /* regular header lines, HTTP/1.1 form */
+	char method[24];
+	char path[L7_PATH_MAX];
+	char authority[256];
+	bool has_cl, bad;
+};
 struct wp_h2;
 struct xchg;
 struct ustr;
@@ -331,6 +349,9 @@ void wp_record_tcp_open(struct waypoint *w, const struct wp_record *r);
 /* A zeroed object of kind k (from wk's free list when it has one; wk may be NULL). */
 void *wp_obj_new(struct wp_worker *wk, enum wp_obj k);
 void wp_obj_free(struct wp_worker *wk, enum wp_obj k, void *p);
+/* buf_init / buf_fini that reuse the worker's spare allocations (wk may be NULL). */
+void wp_buf_init(struct wp_worker *wk, struct buf *b, size_t max);
+void wp_buf_fini(struct wp_worker *wk, struct buf *b);
 struct wp_snap *wp_snap_get(struct waypoint *w);
 void wp_snap_put(struct wp_snap *s);
 uint64_t wp_rand(struct wp_worker *wk);
