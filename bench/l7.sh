@@ -404,7 +404,7 @@ h2load_check() {
 	python3 - "$1" "$2" <<'PY' || { tail -20 "$1" >&2; check_alive; die "$2: h2load failed"; }
 import re, sys
 t = open(sys.argv[1]).read()
-m = re.search(r"finished in ([\d.]+)s, ([\d.]+) req/s", t)
+m = re.search(r"finished in ([\d.]+)(?:ms|s), ([\d.]+) req/s", t)  # ms under 1 s
 r = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", t)
 s = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", t)
 if not (m and r and s):

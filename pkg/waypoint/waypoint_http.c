@@ -604,36 +604,30 @@ static void attempt_open(struct xchg *x)
 	x->up_port = target_port;
 	x->inflight_uid = xstrdup(ep->uid);
 	wp_inflight_add(d->wk, ep->uid, 1);
-	x->reused = false;
 	u = x->reuse_retried || x->upgrade
 		    ? NULL
 		    : wp_pool_take(d->wk, ep->uid, target_port,
 				   ep->protocol != CONFIG_PROTOCOL_HBONE, ep->identity);
-	if (u) {
-		/* Keep-alive: the request goes on an idle stream to the same endpoint, which the
-		 * backend may see at once. */
-		x->reused = true;
-		x->up_sent = true;
-		u->x = x;
-		http1_parser_init(&u->p, HTTP1_RESPONSE, NULL);
-		http1_parser_set_method(&u->p, (enum http1_method)x->http_method);
-		buf_append(&u->out, buf_rptr(&x->replay), buf_len(&x->replay));
-		x->u = u;
-		if (x->try_ms)
-			ev_timer_add(d->wk->loop, &x->rtimer, x->try_ms);
-		wp_stream_flush(&u->s, &u->out);
-		return;
+	/* Keep-alive: an idle stream to the same endpoint carries the request, which the backend
+	 * may see at once; else a new stream (or socket) is opened below. */
+	x->reused = u != NULL;
+	x->up_sent = x->reused;
+	if (!u) {
+		u = xcalloc(1, sizeof(*u));
+		buf_init(&u->in, WP_BUF_MAX);
+		buf_init(&u->out, WP_BUF_MAX);
 	}
-	u = xcalloc(1, sizeof(*u));
 	u->x = x;
-	buf_init(&u->in, WP_BUF_MAX);
-	buf_init(&u->out, WP_BUF_MAX);
 	http1_parser_init(&u->p, HTTP1_RESPONSE, NULL);
 	http1_parser_set_method(&u->p, (enum http1_method)x->http_method);
 	buf_append(&u->out, buf_rptr(&x->replay), buf_len(&x->replay));
 	x->u = u;
 	if (x->try_ms)
 		ev_timer_add(d->wk->loop, &x->rtimer, x->try_ms);
+	if (x->reused) {
+		wp_stream_flush(&u->s, &u->out);
+		return;
+	}
 	/* A plain-TCP endpoint (outside the mesh) is connected to directly, without HBONE. */
 	if (ep->protocol != CONFIG_PROTOCOL_HBONE
 		    ? wp_tcp_open(d->wk, u, &auth, &eb) < 0
