@@ -337,31 +337,78 @@ static ssize_t body_read(nghttp2_session *s, int32_t sid, uint8_t *out, size_t l
 	return (ssize_t)n;
 }
 
+/* Response fields as nghttp2 name/value pairs (names lower-cased, as HTTP/2 requires). */
+struct h2_fields {
+	nghttp2_nv nv[101];
+	char names[100][64];
+	size_t n, bytes; /* bytes: their size in HTTP/1.1 form, for istio_response_bytes */
+};
+
+static void h2_field(void *ctx, struct slice name, struct slice value)
+{
+	struct h2_fields *hf = ctx;
+	char *nm;
+
+	if (hf->n >= ARRAY_LEN(hf->nv) || name.n >= sizeof(hf->names[0]))
+		return;
+	nm = hf->names[hf->n - 1];
+	for (size_t i = 0; i < name.n; i++)
+		nm[i] = (char)tolower(name.p[i]);
+	hf->nv[hf->n++] = (nghttp2_nv){(uint8_t *)nm, (uint8_t *)(uintptr_t)value.p, name.n,
+				       value.n, NGHTTP2_NV_FLAG_NONE};
+	hf->bytes += name.n + value.n + 4;
+}
+
+/* A response the child wrote as HTTP/1.1 (a local answer: 403, 404, 503, ...). */
 static void submit_head(struct dstr *c, const struct http1_msg *m)
 {
 	struct wp_h2 *h = c->parent->h2;
-	nghttp2_nv nv[101];
-	char names[100][64], status[8];
-	size_t n = 0, pos = 0;
+	struct h2_fields hf;
+	char status[8];
+	size_t pos = 0;
 	struct http1_field f;
 	nghttp2_data_provider prd = {.source.ptr = c, .read_callback = body_read};
 
 	status[str_u64(status, (uint64_t)(m->status > 0 && m->status < 1000 ? m->status : 500))] =
 		'\0';
-	nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, strlen(status),
-			       NGHTTP2_NV_FLAG_NONE};
-	while (n < ARRAY_LEN(nv) && http1_fields_next(&m->headers, &pos, &f)) {
-		size_t k = n - 1;
-		if (http1_is_hop_by_hop(m, f.name) || f.name.n >= sizeof(names[0]))
-			continue;
-		for (size_t i = 0; i < f.name.n; i++)
-			names[k][i] = (char)tolower(f.name.p[i]);
-		nv[n++] = (nghttp2_nv){(uint8_t *)names[k], (uint8_t *)(uintptr_t)f.value.p,
-				       f.name.n, f.value.n, NGHTTP2_NV_FLAG_NONE};
-	}
-	if (nghttp2_submit_response(h->ngh, c->h2_sid, nv, n, &prd) != 0)
+	hf.nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, strlen(status),
+				NGHTTP2_NV_FLAG_NONE};
+	hf.n = 1;
+	while (http1_fields_next(&m->headers, &pos, &f))
+		if (!http1_is_hop_by_hop(m, f.name))
+			h2_field(&hf, f.name, f.value);
+	if (nghttp2_submit_response(h->ngh, c->h2_sid, hf.nv, hf.n, &prd) != 0)
 		h->failed = true;
 	c->h2_submitted = true;
+}
+
+size_t wp_h2_child_head(struct dstr *c, const struct http1_msg *m,
+			const struct config_header_filter *mod, bool no_body)
+{
+	struct wp_h2 *h = c->parent->h2;
+	struct h2_fields hf;
+	char status[8], cl[24];
+	nghttp2_data_provider prd = {.source.ptr = c, .read_callback = body_read};
+	const char *reason = http1_reason(m->status);
+
+	c->h2_direct = true;
+	c->h2_submitted = true;
+	if (c->h2_closed || !h)
+		return 0;
+	status[str_u64(status, (uint64_t)m->status)] = '\0';
+	hf.nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, strlen(status),
+				NGHTTP2_NV_FLAG_NONE};
+	hf.n = 1;
+	hf.bytes = 13 + strlen(reason) + 2 + 2; /* status line and the blank line */
+	wp_resp_fields(m, mod, h2_field, &hf);
+	if (m->has_content_length && (no_body || m->framing == HTTP1_FRAMING_LENGTH))
+		h2_field(&hf, http1_s("content-length"),
+			 (struct slice){(const uint8_t *)cl, str_u64(cl, m->content_length)});
+	if (no_body)
+		c->h2_eof = true;
+	if (nghttp2_submit_response(h->ngh, c->h2_sid, hf.nv, hf.n, no_body ? NULL : &prd) != 0)
+		h->failed = true;
+	return hf.bytes;
 }
 
 void wp_h2_child_flush(struct dstr *c)

@@ -291,7 +291,7 @@ static bool is_hop(const struct http1_msg *m, struct slice name)
 	       http1_slice_eq(name, "host");
 }
 
-static bool in_names(struct slice name, const char **names, size_t n)
+bool wp_in_names(struct slice name, const char **names, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		if (http1_slice_eq(name, names[i]))
@@ -299,7 +299,7 @@ static bool in_names(struct slice name, const char **names, size_t n)
 	return false;
 }
 
-static bool in_headers(struct slice name, const struct config_http_header *h, size_t n)
+bool wp_in_headers(struct slice name, const struct config_http_header *h, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		if (http1_slice_eq(name, h[i].name))
@@ -383,8 +383,8 @@ static int build_request(struct xchg *x, const struct http1_msg *m,
 		}
 		if (http1_slice_eq(f.name, "x-request-id"))
 			continue;
-		if (mod && (in_names(f.name, mod->remove, mod->n_remove) ||
-			    in_headers(f.name, mod->set, mod->n_set)))
+		if (mod && (wp_in_names(f.name, mod->remove, mod->n_remove) ||
+			    wp_in_headers(f.name, mod->set, mod->n_set)))
 			continue;
 		rc = http1_format_field(b, f.name, f.value);
 	}
@@ -1273,30 +1273,47 @@ void wp_dstr_process(struct dstr *d)
 
 /* ---- the upstream response side -------------------------------------------------------------- */
 
+void wp_resp_fields(const struct http1_msg *m, const struct config_header_filter *mod,
+		    void (*emit)(void *ctx, struct slice name, struct slice value), void *ctx)
+{
+	struct http1_field f;
+	size_t pos = 0;
+
+	while (http1_fields_next(&m->headers, &pos, &f)) {
+		if (http1_is_hop_by_hop(m, f.name) || http1_slice_eq(f.name, "content-length"))
+			continue;
+		if (mod && (wp_in_names(f.name, mod->remove, mod->n_remove) ||
+			    wp_in_headers(f.name, mod->set, mod->n_set)))
+			continue;
+		emit(ctx, f.name, f.value);
+	}
+	for (size_t i = 0; mod && i < mod->n_set; i++)
+		emit(ctx, http1_s(mod->set[i].name), http1_s(mod->set[i].value));
+	for (size_t i = 0; mod && i < mod->n_add; i++)
+		emit(ctx, http1_s(mod->add[i].name), http1_s(mod->add[i].value));
+}
+
+static void emit_field(void *ctx, struct slice name, struct slice value)
+{
+	http1_format_field(ctx, name, value);
+}
+
 static void resp_head(struct xchg *x, const struct http1_msg *m)
 {
 	struct dstr *d = x->d;
 	const struct config_header_filter *mod = x->resp_mod;
-	struct http1_field f;
-	size_t pos = 0, before = buf_len(&d->out);
+	size_t before = buf_len(&d->out);
 	int64_t len;
 	bool no_body = x->head_req || m->status == 204 || m->status == 304;
 
 	x->status = m->status;
 	x->resp_started = true;
-	http1_format_status_line(&d->out, m->status, NULL);
-	while (http1_fields_next(&m->headers, &pos, &f)) {
-		if (http1_is_hop_by_hop(m, f.name) || http1_slice_eq(f.name, "content-length"))
-			continue;
-		if (mod && (in_names(f.name, mod->remove, mod->n_remove) ||
-			    in_headers(f.name, mod->set, mod->n_set)))
-			continue;
-		http1_format_field(&d->out, f.name, f.value);
+	if (d->parent) { /* HTTP/2: straight to nghttp2 */
+		x->resp_bytes += wp_h2_child_head(d, m, mod, no_body);
+		return;
 	}
-	for (size_t i = 0; mod && i < mod->n_set; i++)
-		http1_format_field_str(&d->out, mod->set[i].name, mod->set[i].value);
-	for (size_t i = 0; mod && i < mod->n_add; i++)
-		http1_format_field_str(&d->out, mod->add[i].name, mod->add[i].value);
+	http1_format_status_line(&d->out, m->status, NULL);
+	wp_resp_fields(m, mod, emit_field, &d->out);
 	if (no_body) {
 		if (m->has_content_length) {
 			char cl[24];
@@ -1328,25 +1345,13 @@ static void upgrade_head(struct xchg *x, const struct http1_msg *m)
 {
 	struct dstr *d = x->d;
 	const struct config_header_filter *mod = x->resp_mod;
-	struct http1_field f;
 	struct slice up;
-	size_t pos = 0, before = buf_len(&d->out);
+	size_t before = buf_len(&d->out);
 
 	x->status = m->status;
 	x->resp_started = true;
 	http1_format_status_line(&d->out, m->status, NULL);
-	while (http1_fields_next(&m->headers, &pos, &f)) {
-		if (http1_is_hop_by_hop(m, f.name) || http1_slice_eq(f.name, "content-length"))
-			continue;
-		if (mod && (in_names(f.name, mod->remove, mod->n_remove) ||
-			    in_headers(f.name, mod->set, mod->n_set)))
-			continue;
-		http1_format_field(&d->out, f.name, f.value);
-	}
-	for (size_t i = 0; mod && i < mod->n_set; i++)
-		http1_format_field_str(&d->out, mod->set[i].name, mod->set[i].value);
-	for (size_t i = 0; mod && i < mod->n_add; i++)
-		http1_format_field_str(&d->out, mod->add[i].name, mod->add[i].value);
+	wp_resp_fields(m, mod, emit_field, &d->out);
 	if (m->status == 101) {
 		if (http1_fields_get(&m->headers, "upgrade", &up))
 			http1_format_field(&d->out, http1_s("upgrade"), up);
@@ -1451,8 +1456,9 @@ static void ustr_process(struct ustr *u)
 			break;
 		case HTTP1_EV_BODY:
 			x->resp_bytes += ev.data.n;
-			if ((x->chunked_out ? http1_format_chunk(&x->d->out, ev.data.p, ev.data.n)
-					    : buf_append(&x->d->out, ev.data.p, ev.data.n)) < 0) {
+			if ((x->d->h2_direct  ? buf_append(&x->d->h2body, ev.data.p, ev.data.n)
+			     : x->chunked_out ? http1_format_chunk(&x->d->out, ev.data.p, ev.data.n)
+					      : buf_append(&x->d->out, ev.data.p, ev.data.n)) < 0) {
 				upstream_failed(x, "UO", "response backlog over the limit");
 				return;
 			}
@@ -1461,7 +1467,9 @@ static void ustr_process(struct ustr *u)
 		case HTTP1_EV_UPGRADE:
 			if (!x->resp_started)
 				break; /* the END of a 1xx */
-			if (x->chunked_out)
+			if (x->d->h2_direct)
+				x->d->h2_eof = true;
+			else if (x->chunked_out)
 				http1_format_last_chunk(&x->d->out, NULL, 0);
 			x->resp_end = true;
 			x->up_keep = ev.type == HTTP1_EV_END && ev.msg->keep_alive;
@@ -1487,7 +1495,9 @@ static void ustr_process(struct ustr *u)
 			upstream_failed(x, "UC", "upstream closed before the response ended");
 			return;
 		}
-		if (x->chunked_out)
+		if (x->d->h2_direct)
+			x->d->h2_eof = true;
+		else if (x->chunked_out)
 			http1_format_last_chunk(&x->d->out, NULL, 0);
 		x->resp_end = true;
 		dstr_flush(x->d);

@@ -195,7 +195,8 @@ struct dstr {
 	struct http1_parser rp; /* child: parses its own HTTP/1.1 output */
 	struct buf h2body;	/* child: response body for the data provider */
 	bool h2_chunked_in, h2_submitted, h2_eof, h2_closed;
-	bool l4; /* the port's appProtocol is TCP: one relayed connection, no HTTP */
+	bool h2_direct; /* child: the upstream response goes to nghttp2 as is (wp_h2_child_head) */
+	bool l4;	/* the port's appProtocol is TCP: one relayed connection, no HTTP */
 };
 
 struct ustr {
@@ -323,6 +324,17 @@ void wp_h2_start(struct dstr *d);	/* d->in starts with the preface */
 void wp_h2_input(struct dstr *d);	/* more bytes in d->in (or d->peer_eof) */
 void wp_h2_pump(struct dstr *d);	/* send what the session has (HBONE writable) */
 void wp_h2_child_flush(struct dstr *c); /* the child wrote HTTP/1.1 response bytes */
+/* An upstream response head for child c, submitted without an HTTP/1.1 round trip (its body then
+ * goes to c->h2body, its end sets c->h2_eof); returns its HTTP/1.1 size (for the metrics). */
+size_t wp_h2_child_head(struct dstr *c, const struct http1_msg *m,
+			const struct config_header_filter *mod, bool no_body);
+/* waypoint_http.c: calls emit for each field of the upstream response m that the client gets:
+ * no hop-by-hop fields nor Content-Length, the route's ResponseHeaderModifier applied. */
+void wp_resp_fields(const struct http1_msg *m, const struct config_header_filter *mod,
+		    void (*emit)(void *ctx, struct slice name, struct slice value), void *ctx);
+/* waypoint_http.c: whether name is in names / in the fields h (case-insensitive). */
+bool wp_in_names(struct slice name, const char **names, size_t n);
+bool wp_in_headers(struct slice name, const struct config_http_header *h, size_t n);
 void wp_h2_child_reset(struct dstr *c);
 void wp_h2_end(struct dstr *d); /* the HBONE stream is gone: children first */
 

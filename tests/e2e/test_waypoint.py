@@ -469,6 +469,35 @@ def test_waypoint_http2_prior_knowledge(mesh_env):
         assert r.returncode == 0, (r.stdout, r.stderr, diag(mesh_env))
 
 
+def test_waypoint_http2_response_head_and_body(mesh_env):
+    """An HTTP/2 response is built from the backend's HTTP/1.1 one: its fields with lower-case
+    names, the route's ResponseHeaderModifier, content-length, no hop-by-hop fields; HEAD gets
+    the length and no body; a large body arrives whole."""
+    def h2(*args):
+        r = nsrun(mesh_env["a"], "curl", "-sS", "-i", "--http2-prior-knowledge", "--max-time",
+                  "20", *args, check=False, timeout=30)
+        assert r.returncode == 0, (r.stderr, diag(mesh_env))
+        head, _, body = r.stdout.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        hdrs = {}
+        for l in lines[1:]:
+            k, _, v = l.partition(":")
+            hdrs[k] = v.strip()
+        return lines[0], hdrs, body
+    status, hdrs, body = h2(f"http://{VIP}/hdr")
+    assert status.startswith("HTTP/2 200"), (status, hdrs)
+    assert hdrs["x-wp-resp"] == "from-waypoint" and hdrs["x-backend"] == "server1", hdrs
+    assert hdrs["content-length"] == str(len(body)), (hdrs, len(body))
+    assert all(k == k.lower() for k in hdrs), hdrs
+    assert not {"connection", "keep-alive", "transfer-encoding"} & set(hdrs), hdrs
+    assert json.loads(body)["path"] == "/hdr"
+    status, hdrs, body = h2("-I", f"http://{VIP}/app/head")
+    assert status.startswith("HTTP/2 200") and int(hdrs["content-length"]) > 0, hdrs
+    assert body == b"", body
+    status, hdrs, body = h2(f"http://{VIP}/app/big/300000")
+    assert status.startswith("HTTP/2 200") and body == b"x" * 300000, (status, len(body))
+
+
 @pytest.mark.skipif(not shutil.which("h2load"), reason="needs h2load")
 def test_waypoint_h2load_100_streams(mesh_env):
     """h2load with 100 concurrent streams on one connection: every response is 2xx."""

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def _answer(self):
+    def _answer(self, head=False):
         if getattr(self, "drop_next", False):
             # Like a server whose keep-alive timeout fired as the request arrived: the
             # connection closes without an answer.
@@ -71,9 +71,13 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(out)))
         self.send_header("x-backend", self.server.name)
         self.end_headers()
-        self.wfile.write(out)
+        if not head:
+            self.wfile.write(out)
 
     do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+    def do_HEAD(self):  # the GET's head, content-length included, and no body
+        self._answer(head=True)
 
     def log_message(self, fmt, *args):
         sys.stderr.write("backend %s: %s\n" % (self.server.name, fmt % args))
