@@ -196,7 +196,7 @@ static void ustr_free(struct ustr *u)
 /* Drops the upstream stream of x, freed on its CLOSED event: after a complete exchange it is
  * half-closed (the backend sees EOF after its response, as after a client that is done), else
  * reset. */
-static void ustr_release(struct ustr *u, bool graceful)
+void wp_ustr_release(struct ustr *u, bool graceful)
 {
 	if (!u)
 		return;
@@ -215,11 +215,6 @@ static void ustr_release(struct ustr *u, bool graceful)
 	} else {
 		ustr_free(u); /* never opened: nothing will report on it */
 	}
-}
-
-void wp_ustr_drop(struct ustr *u, bool clean)
-{
-	ustr_release(u, clean);
 }
 
 static void xchg_finish(struct xchg *x)
@@ -269,7 +264,7 @@ static void xchg_finish(struct xchg *x)
 		x->u = NULL;
 		if (!(u && clean && x->up_keep && !x->relay && u->x == x &&
 		      wp_pool_put(d->wk, u, x->last_uid, x->up_port)))
-			ustr_release(u, clean);
+			wp_ustr_release(u, clean);
 	}
 	wp_buf_fini(d->wk, &x->replay);
 	wp_buf_fini(d->wk, &x->mirror_head);
@@ -698,7 +693,7 @@ static bool retry_schedule(struct xchg *x, const char *why)
 	wait = retry_backoff(x);
 	if (x->deadline_ms && time_mono_ms() + wait >= x->deadline_ms)
 		return false;
-	ustr_release(x->u, false);
+	wp_ustr_release(x->u, false);
 	x->u = NULL;
 	attempt_done(x);
 	x->retry_wait = true;
@@ -729,7 +724,7 @@ static void on_retry_timer(struct ev_loop *loop, struct ev_timer *tm)
 	attempt_report(x, true);
 	if (retry_schedule(x, "per-try timeout"))
 		return;
-	ustr_release(x->u, false);
+	wp_ustr_release(x->u, false);
 	x->u = NULL;
 	local_reply(x, 504, "UT", "upstream request timeout", NULL, NULL);
 	x->close_after = true;
@@ -975,7 +970,7 @@ static void up_write_body(struct xchg *x, const uint8_t *p, size_t n)
 	if ((x->chunked_up ? http1_format_chunk(&u->out, p, n) : buf_append(&u->out, p, n)) < 0) {
 		/* Past WP_BUF_MAX despite the flow control: never forward a truncated body. */
 		x->u = NULL;
-		ustr_release(u, false);
+		wp_ustr_release(u, false);
 		upstream_failed(x, "UO", "request body backlog over the limit");
 		return;
 	}
@@ -1228,7 +1223,7 @@ void wp_dstr_process(struct dstr *d)
 				ev_timer_init(&x->rtimer, on_retry_timer);
 				gen_request_id(d->wk, x->req_id, sizeof(x->req_id));
 			}
-			ustr_release(x->u, false);
+			wp_ustr_release(x->u, false);
 			x->u = NULL;
 			x->close_after = true;
 			local_reply(x, st ? st : 400, "DPE", http1_parser_reason(&d->p), NULL,
@@ -1379,7 +1374,7 @@ static void upstream_failed(struct xchg *x, const char *flags, const char *why)
 			  LF_STR("request_id", x->req_id), LF_STR("upstream", x->upstream),
 			  LF_STR("reason", why));
 		x->reuse_retried = true;
-		ustr_release(x->u, false);
+		wp_ustr_release(x->u, false);
 		x->u = NULL;
 		attempt_done(x);
 		x->attempt--;
@@ -1393,7 +1388,7 @@ static void upstream_failed(struct xchg *x, const char *flags, const char *why)
 	if (retry_schedule(x, why))
 		return;
 	if (!x->resp_started) {
-		ustr_release(x->u, false);
+		wp_ustr_release(x->u, false);
 		x->u = NULL;
 		local_reply(x, 503, flags, why, NULL, NULL);
 		if (x->req_end)
@@ -1706,7 +1701,7 @@ void wp_down_event(struct wtun *t, const struct hbone_event *ev)
 void wp_up_tcp(struct ustr *u, enum wp_tcp_ev ev, const char *why)
 {
 	if (u->idle && (ev == WP_TCP_DATA || ev == WP_TCP_EOF)) {
-		wp_pool_event(u, ev == WP_TCP_DATA ? "data" : "eof"); /* frees u */
+		wp_pool_event(u, ev == WP_TCP_DATA); /* frees u */
 		return;
 	}
 	switch (ev) {
@@ -1770,7 +1765,7 @@ void wp_up_event(struct wtun *t, struct wstream *s, const struct hbone_event *ev
 	}
 	if (u->idle && (ev->type == HBONE_EV_DATA || ev->type == HBONE_EV_PEER_EOF)) {
 		u->peer_eof = ev->type == HBONE_EV_PEER_EOF;
-		wp_pool_event(u, ev->type == HBONE_EV_DATA ? "data" : "eof");
+		wp_pool_event(u, ev->type == HBONE_EV_DATA);
 		return;
 	}
 	switch (ev->type) {

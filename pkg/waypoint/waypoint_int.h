@@ -243,18 +243,20 @@ bool wp_tcp_shutdown_write(struct ustr *u);
 /* waypoint_pool.c. put: parks u (its exchange is done, nothing buffered) under endpoint
  * uid:port; false when it cannot be reused (the caller releases it). take: the most recent
  * usable idle stream to that endpoint (identity: the tunnel's expected peer) or NULL. event: an
- * idle stream got bytes, an EOF or a reset ("data", "eof", "closed"): it is dropped. */
+ * idle stream got bytes (data) or an EOF: it is dropped (a reset frees it through
+ * wp_stream_gone). */
 void wp_pool_init(struct wp_worker *wk);
 void wp_pool_fini(struct wp_worker *wk);
 bool wp_pool_put(struct wp_worker *wk, struct ustr *u, const char *uid, uint16_t port);
 struct ustr *wp_pool_take(struct wp_worker *wk, const char *uid, uint16_t port, bool tcp,
 			  const char *identity);
-void wp_pool_event(struct ustr *u, const char *what);
+void wp_pool_event(struct ustr *u, bool data);
 void wp_pool_remove(struct ustr *u); /* from ustr_free */
 void wp_pool_drop_tunnel(struct wtun *t);
 void wp_pool_close_all(struct wp_worker *wk);
-/* waypoint_http.c: ends a stream that has no exchange (half-close when clean, else reset). */
-void wp_ustr_drop(struct ustr *u, bool clean);
+/* waypoint_http.c: lets go of an upstream stream (half-close when clean, else reset; freed when
+ * its stream closes, at once when it never opened or is a plain-TCP socket). */
+void wp_ustr_release(struct ustr *u, bool clean);
 /* waypoint_http.c, for waypoint_tcp.c (may free u) */
 void wp_up_tcp(struct ustr *u, enum wp_tcp_ev ev, const char *why);
 bool wp_ustr_backlogged(const struct ustr *u);

@@ -59,11 +59,11 @@ void wp_pool_remove(struct ustr *u)
 static void pool_drop(struct ustr *u, bool clean)
 {
 	pool_unlink(u);
-	wp_ustr_drop(u, clean);
+	wp_ustr_release(u, clean);
 }
 
 /* Whether u's connection can still carry a request. */
-static bool usable(const struct ustr *u, const char *identity)
+static bool usable(const struct ustr *u)
 {
 	if (u->closed || u->peer_eof || buf_len(&u->in) || buf_len(&u->out))
 		return false;
@@ -71,8 +71,7 @@ static bool usable(const struct ustr *u, const char *identity)
 		return u->tcp_fd >= 0;
 	/* A connection that got a GOAWAY (its ztunnel drains) or failed takes no new exchange. */
 	return u->s.t && !u->s.t->dead && !u->s.t->goaway && u->s.t->h && u->s.sid > 0 &&
-	       hbone_session_error(u->s.t->h) == 0 &&
-	       strcmp(u->s.t->expect_id, identity ? identity : "") == 0;
+	       hbone_session_error(u->s.t->h) == 0;
 }
 
 static void on_sweep(struct ev_loop *loop, struct ev_timer *tm)
@@ -104,7 +103,7 @@ bool wp_pool_put(struct wp_worker *wk, struct ustr *u, const char *uid, uint16_t
 
 	if (!uid || u->mirror || u->idle || atomic_load(&wk->w->draining) || wk->stopping)
 		return false;
-	if (!usable(u, u->s.tcp ? NULL : u->s.t ? u->s.t->expect_id : ""))
+	if (!usable(u))
 		return false;
 	p = pool_find(wk, uid, port, u->s.tcp);
 	if (!p) {
@@ -147,7 +146,10 @@ struct ustr *wp_pool_take(struct wp_worker *wk, const char *uid, uint16_t port, 
 
 	while (p && p->head) {
 		struct ustr *u = p->head;
-		if (!usable(u, identity) || now - u->idle_since_ms >= WP_UP_IDLE_MS) {
+		/* The tunnel must still expect the endpoint's identity (the config may have
+		 * changed it since). */
+		if (!usable(u) || now - u->idle_since_ms >= WP_UP_IDLE_MS ||
+		    (!u->s.tcp && strcmp(u->s.t->expect_id, identity ? identity : "") != 0)) {
 			pool_drop(u, !u->closed && !buf_len(&u->in));
 			continue;
 		}
@@ -157,12 +159,10 @@ struct ustr *wp_pool_take(struct wp_worker *wk, const char *uid, uint16_t port, 
 	return NULL;
 }
 
-void wp_pool_event(struct ustr *u, const char *what)
+void wp_pool_event(struct ustr *u, bool data)
 {
-	/* Bytes, an EOF or a reset from the backend while nothing was asked: the connection is
-	 * not reusable. Unexpected bytes are logged (a backend that answers twice, say). */
-	bool data = strcmp(what, "data") == 0;
-
+	/* Bytes or an EOF from the backend while nothing was asked: the connection is not
+	 * reusable. Unexpected bytes are logged (a backend that answers twice, say). */
 	if (data)
 		log_debug("waypoint: unexpected bytes on an idle upstream connection",
 			  LF_STR("upstream", u->s.authority));
