@@ -145,6 +145,21 @@ static inline bool ev_io_active(const struct ev_io *io)
 {
 	return io->active != 0;
 }
+/* Whether a read may find data: the kernel reported the fd readable and no EAGAIN or short
+ * read consumed it since. A watcher not registered with a loop has no cached readiness: always
+ * true. Reading only then saves the EAGAIN read a proxy otherwise makes on every pass. */
+static inline bool ev_io_may_read(const struct ev_io *io)
+{
+	return !io->active || (io->ready & EV_READ);
+}
+/* After a short read on a stream: the queue is drained, so drop the cached EV_READ -- unless a
+ * hang-up or error came with the edge already harvested (bit 4 is the loop's private peer-
+ * shutdown bit): no further edge would announce the EOF, so keep reading until 0. */
+static inline void ev_io_short_read(struct ev_io *io)
+{
+	if (!(io->ready & (uint8_t) ~(EV_READ | EV_WRITE)))
+		ev_io_clear_ready(io, EV_READ);
+}
 /* buf_read_fd()/buf_write_fd() that clear the readiness on EAGAIN, and on a short read or
  * write, which on a stream (TCP, unix stream, pipe) means the kernel queue is drained or full
  * (the next change is an edge the loop will see). Not for datagram sockets. */

@@ -398,10 +398,7 @@ ssize_t ev_io_read(struct ev_io *io, struct buf *b, size_t want)
 	if (n == -E_AGAIN) {
 		ev_io_clear_ready(io, EV_READ);
 	} else if (n > 0 && (want ? (size_t)n < want : buf_wspace(b) > 0)) {
-		/* A short read drained the queue, but if the FIN (or an error) came with the edge
-		 * we already harvested, no further edge will announce it: keep reading until 0. */
-		if (!(io->ready & (EV_RDHUP_ | EV_HUP | EV_ERROR)))
-			ev_io_clear_ready(io, EV_READ);
+		ev_io_short_read(io);
 	}
 	return n;
 }

@@ -96,7 +96,7 @@ static void end_fd_read(struct end *e)
 	struct flow *f = e->f;
 	static _Thread_local uint8_t tmp[READ_CHUNK];
 
-	for (int round = 0; round < 4 && !e->rd_eof && !f->dead; round++) {
+	for (int round = 0; round < 4 && !e->rd_eof && !f->dead && ev_io_may_read(&e->io); round++) {
 		ssize_t n;
 
 		if (dst->kind == END_FD) {
@@ -131,6 +131,9 @@ static void end_fd_read(struct end *e)
 			}
 			if (n > 0) {
 				size_t k = MIN((size_t)n, cap);
+
+				if ((size_t)n < cap + iov[1].iov_len)
+					ev_io_short_read(&e->io);
 
 				hbone_stream_write_commit(dst->t->h, dst->sid, k);
 				if ((size_t)n > k)

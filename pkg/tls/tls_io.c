@@ -13,14 +13,6 @@
  * connection flooding us with tiny records cannot hold the loop for long. */
 #define TLS_IO_ROUNDS 16
 
-/* ev reports hang-ups and errors in `ready` next to EV_READ/EV_WRITE (including the private
- * peer-shutdown bit): while one is there, a short read does not mean the kernel queue is
- * drained, it may be the last data before EOF (same rule as ev_io_read). */
-static bool io_hup(const struct ev_io *io)
-{
-	return (io->ready & (uint8_t) ~(EV_READ | EV_WRITE)) != 0;
-}
-
 static int io_fail(struct tls_conn *c, int e, const char *op)
 {
 	tls_conn_fail(c, TLS_ERR_IO, "%s: %s", op, strerror(e));
@@ -92,7 +84,7 @@ static int flush_out(struct tls_conn *c, struct ev_io *io)
 	}
 }
 
-/* One readv(): the rest of the record the engine is assembling (it asks for exactly that), and
+/* One readv(), when the socket may have data (ev_io_may_read): the rest of the record the engine is assembling (it asks for exactly that), and
  * up to TLS_IO_STASH_SIZE bytes after it, which normally hold the next record header. Bulk
  * data costs one syscall per 16 KiB record and no copy; small records arrive several at a
  * time through the stash. Returns 1 on progress (data or EOF), 0 if nothing, -E_* on error. */
@@ -103,7 +95,7 @@ static int fill_in(struct tls_conn *c, struct ev_io *io)
 	uint8_t *buf;
 	ssize_t n;
 
-	if (c->stash_len || c->rd_eof)
+	if (c->stash_len || c->rd_eof || !ev_io_may_read(io))
 		return 0;
 	buf = tls_conn_cipher_wbuf(c, &cap);
 	if (!buf)
@@ -128,8 +120,8 @@ static int fill_in(struct tls_conn *c, struct ev_io *io)
 	c->stash_off = 0;
 	c->stash_len = (uint16_t)((size_t)n - k);
 	tls_conn_cipher_commit(c, k);
-	if ((size_t)n < cap + sizeof(c->stash) && !io_hup(io))
-		ev_io_clear_ready(io, EV_READ);
+	if ((size_t)n < cap + sizeof(c->stash))
+		ev_io_short_read(io);
 	return 1;
 }
 
