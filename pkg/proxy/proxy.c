@@ -96,7 +96,8 @@ static void end_fd_read(struct end *e)
 	struct flow *f = e->f;
 	static _Thread_local uint8_t tmp[READ_CHUNK];
 
-	for (int round = 0; round < 4 && !e->rd_eof && !f->dead && ev_io_may_read(&e->io); round++) {
+	for (int round = 0; round < 4 && !e->rd_eof && !f->dead && ev_io_may_read(&e->io);
+	     round++) {
 		ssize_t n;
 
 		if (dst->kind == END_FD) {

@@ -77,8 +77,8 @@
 #define TLS_MAX_CHAIN_CERTS 8	  /* peer chains longer than this are refused */
 #define TLS_MAX_CHAIN_BYTES 32768 /* and so are larger ones */
 #define TLS_REASON_SIZE 192
-#define TLS_URI_SIZE 256      /* longest URI SAN reported by tls_conn_peer_uri() */
-#define TLS_IO_STASH_SIZE 4096/* bytes read past the current record (see tls_io_pump) */
+#define TLS_URI_SIZE 256       /* longest URI SAN reported by tls_conn_peer_uri() */
+#define TLS_IO_STASH_SIZE 4096 /* bytes read past the current record (see tls_io_pump) */
 
 /* ---- errors -----------------------------------------------------------------------------------
  * tls_conn_error() returns BearSSL's code (BR_ERR_*: 1..63 engine and X.509 errors,

@@ -84,10 +84,11 @@ static int flush_out(struct tls_conn *c, struct ev_io *io)
 	}
 }
 
-/* One readv(), when the socket may have data (ev_io_may_read): the rest of the record the engine is assembling (it asks for exactly that), and
- * up to TLS_IO_STASH_SIZE bytes after it, which normally hold the next record header. Bulk
- * data costs one syscall per 16 KiB record and no copy; small records arrive several at a
- * time through the stash. Returns 1 on progress (data or EOF), 0 if nothing, -E_* on error. */
+/* One readv(), when the socket may have data (ev_io_may_read): the rest of the record the engine is
+ * assembling (it asks for exactly that), and up to TLS_IO_STASH_SIZE bytes after it, which normally
+ * hold the next record header. Bulk data costs one syscall per 16 KiB record and no copy; small
+ * records arrive several at a time through the stash. Returns 1 on progress (data or EOF), 0 if
+ * nothing, -E_* on error. */
 static int fill_in(struct tls_conn *c, struct ev_io *io)
 {
 	struct iovec iov[2];
