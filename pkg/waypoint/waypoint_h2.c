@@ -17,6 +17,13 @@
 #include <string.h>
 
 #define H2_MAX_STREAMS 100
+/* Flow control of request bodies: DATA is credited back (WINDOW_UPDATE) only as the child's
+ * upstream takes it (wp_h2_child_credit, under WP_CREDIT_LOW queued), so a client sending
+ * faster than the backend reads is held by its windows rather than by the waypoint's memory.
+ * A stream may have this much unacknowledged in flight, all streams of a connection together
+ * H2_CONN_WINDOW; 256 KiB per stream keeps a single upload near link speed inside a host. */
+#define H2_STREAM_WINDOW (256 << 10)
+#define H2_CONN_WINDOW (1 << 20)
 
 struct wp_h2 {
 	nghttp2_session *ngh;
@@ -27,6 +34,8 @@ struct wp_h2 {
 	struct dstr *children;
 	bool in_recv, dying, failed;
 };
+
+static void h2_kick(struct dstr *d);
 
 /* ---- children -------------------------------------------------------------------------------- */
 
@@ -75,10 +84,34 @@ static void child_unlink(struct dstr *c)
 	c->h2next = c->h2prev = NULL;
 }
 
+/* Gives c's received DATA back to the client's windows once its upstream has room; with no
+ * exchange or upstream yet, at once (the bytes wait in c->in, bounded by the window). */
+static bool child_credit(struct dstr *c)
+{
+	struct wp_h2 *h = c->parent->h2;
+
+	if (!c->unacked || !h || h->dying)
+		return false;
+	if (!c->h2_closed && c->x && c->x->u && buf_len(&c->x->u->out) >= WP_CREDIT_LOW)
+		return false;
+	/* Also for a closed stream: the connection's window still needs the bytes back. */
+	nghttp2_session_consume(h->ngh, c->h2_sid, c->unacked);
+	c->unacked = 0;
+	return true;
+}
+
+void wp_h2_child_credit(struct dstr *c)
+{
+	if (child_credit(c))
+		h2_kick(c->parent);
+}
+
 /* The h2 stream of c is gone: end its exchange and free it. */
 static void child_end(struct dstr *c)
 {
 	child_unlink(c);
+	c->h2_closed = true;
+	child_credit(c); /* the parent's pump sends the WINDOW_UPDATE */
 	c->h2_closed = true;
 	wp_dstr_end(c);
 }
@@ -105,6 +138,8 @@ void wp_h2_pump(struct dstr *d)
 
 	if (!h || h->in_recv || h->dying)
 		return;
+	for (struct dstr *c = h->children; c; c = c->h2next)
+		child_credit(c);
 	for (;;) {
 		const uint8_t *p;
 		ssize_t n;
@@ -286,12 +321,18 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t
 
 	(void)flags;
 	(void)ud;
-	if (!c || c->h2_req)
+	if (!c || c->h2_req || c->h2_closed) { /* dropped: consumed */
+		nghttp2_session_consume(s, sid, len);
 		return 0;
-	if (c->h2_chunked_in)
-		http1_format_chunk(&c->in, data, len);
-	else
-		buf_append(&c->in, data, len);
+	}
+	c->unacked += len; /* credited by the pump (child_credit) once the upstream has room */
+	if (c->h2_chunked_in ? http1_format_chunk(&c->in, data, len) < 0
+			     : buf_append(&c->in, data, len) < 0) {
+		log_warn("waypoint: HTTP/2 request body over the buffer limit: stream reset",
+			 LF_I64("stream", sid), LF_U64("buffered", buf_len(&c->in)));
+		wp_h2_child_reset(c);
+		return 0;
+	}
 	wp_dstr_process(c);
 	return 0;
 }
@@ -464,7 +505,9 @@ void wp_h2_child_reset(struct dstr *c)
 void wp_h2_start(struct dstr *d)
 {
 	nghttp2_session_callbacks *cbs;
-	nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS}};
+	nghttp2_option *opt;
+	nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS},
+				       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW}};
 	struct wp_h2 *h = xcalloc(1, sizeof(*h));
 
 	d->h2 = h;
@@ -477,10 +520,15 @@ void wp_h2_start(struct dstr *d)
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-	if (nghttp2_session_server_new(&h->ngh, cbs, d) != 0)
+	if (nghttp2_option_new(&opt) != 0)
 		abort();
+	nghttp2_option_set_no_auto_window_update(opt, 1);
+	if (nghttp2_session_server_new2(&h->ngh, cbs, d, opt) != 0)
+		abort();
+	nghttp2_option_del(opt);
 	nghttp2_session_callbacks_del(cbs);
 	nghttp2_submit_settings(h->ngh, NGHTTP2_FLAG_NONE, iv, ARRAY_LEN(iv));
+	nghttp2_session_set_local_window_size(h->ngh, NGHTTP2_FLAG_NONE, 0, H2_CONN_WINDOW);
 	wp_h2_input(d);
 }
 

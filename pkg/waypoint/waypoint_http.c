@@ -110,11 +110,15 @@ void wp_ustr_credit(struct ustr *u)
 }
 
 /* The client's bytes are credited unless the exchange waits for its response (pipelined bytes
- * stay unread) or its upstream has a backlog. HTTP/2 connections are credited at once: nghttp2
- * does the per-stream flow control of the inner session. */
+ * stay unread) or its upstream has a backlog. An HTTP/2 connection's HBONE stream is credited
+ * at once; its streams' windows hold the request bodies back (wp_h2_child_credit). */
 static void dstr_credit(struct dstr *d)
 {
-	if (d->parent || !d->unacked || !d->s.t || d->s.sid <= 0 || !d->s.t->h)
+	if (d->parent) {
+		wp_h2_child_credit(d);
+		return;
+	}
+	if (!d->unacked || !d->s.t || d->s.sid <= 0 || !d->s.t->h)
 		return;
 	if (d->x && ((d->x->req_end && !d->x->relay) ||
 		     (d->x->u && buf_len(&d->x->u->out) >= WP_CREDIT_LOW)))

@@ -338,6 +338,8 @@ void wp_resp_fields(const struct http1_msg *m, const struct config_header_filter
 bool wp_in_names(struct slice name, const char **names, size_t n);
 bool wp_in_headers(struct slice name, const struct config_http_header *h, size_t n);
 void wp_h2_child_reset(struct dstr *c);
+/* The child's upstream took request bytes: give the client's windows back what it can. */
+void wp_h2_child_credit(struct dstr *c);
 void wp_h2_end(struct dstr *d); /* the HBONE stream is gone: children first */
 
 /* One finished request for telemetry (waypoint.c). */

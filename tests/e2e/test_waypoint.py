@@ -603,6 +603,68 @@ def test_waypoint_large_bodies_both_ways(mesh_env, tmp_path):
     assert r.returncode == 0 and r.stdout == f"200 {n}".encode(), (r, diag(mesh_env))
 
 
+H2_UPLOAD = r"""
+import json, socket, sys, time
+import h2.config, h2.connection, h2.events
+host, total = sys.argv[1], int(sys.argv[2])
+s = socket.create_connection((host, 80), timeout=30)
+c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+c.initiate_connection()
+c.send_headers(1, [(":method", "POST"), (":path", "/app/stall/6/h2-upload"), (":scheme", "http"),
+                   (":authority", host), ("content-length", str(total))])
+s.sendall(c.data_to_send())
+t0, sent, stall, status, body, ended = time.monotonic(), 0, None, None, b"", False
+while not ended:
+    w = min(c.local_flow_control_window(1), c.max_outbound_frame_size, total - sent)
+    if w > 0:
+        c.send_data(1, b"u" * w, end_stream=sent + w == total)
+        sent += w
+        s.sendall(c.data_to_send())
+        continue
+    # No window left (or all sent): what does the waypoint say? Nothing for 0.5 s while
+    # bytes remain is a stall: the windows hold the client back.
+    s.settimeout(0.5 if sent < total else 30)
+    try:
+        data = s.recv(65536)
+    except socket.timeout:
+        if stall is None:
+            stall = (sent, time.monotonic() - t0)
+        s.settimeout(30)
+        data = s.recv(65536)
+    if not data:
+        break
+    for ev in c.receive_data(data):
+        if isinstance(ev, h2.events.ResponseReceived):
+            status = dict(ev.headers)[b":status"].decode()
+        elif isinstance(ev, h2.events.DataReceived):
+            body += ev.data
+            c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+            ended = True
+    s.sendall(c.data_to_send())
+print(json.dumps({"sent": sent, "stall": stall, "status": status, "body": body.decode()}))
+"""
+
+
+def test_waypoint_http2_upload_is_held_by_flow_control(mesh_env):
+    """A 32 MiB HTTP/2 upload to a backend that reads nothing for 6 s: the waypoint gives the
+    stream's and the connection's windows back only as the upstream takes the bytes, so the
+    client stalls with a bounded amount in flight (its stream window, the waypoint's upstream
+    queue, the upstream HBONE window and the kernel's socket buffers) instead of the waypoint
+    buffering the upload; once the backend reads, the rest flows and the body arrives whole."""
+    total = 32 << 20
+    r = nsrun(mesh_env["a"], "/usr/bin/python3", "-c", H2_UPLOAD, VIP, str(total), check=False,
+              timeout=90)
+    assert r.returncode == 0, (r.stderr.decode()[-2000:], diag(mesh_env))
+    out = json.loads(r.stdout)
+    assert out["stall"] is not None, ("the client never stalled: the waypoint took the whole "
+                                      "upload while the backend read nothing", out["sent"])
+    held, when = out["stall"]
+    assert held <= 12 << 20 and when < 6, out["stall"]
+    assert out["status"] == "200" and out["sent"] == total, out
+    assert json.loads(out["body"])["body_len"] == total, out["body"][:300]
+
+
 def test_waypoint_refuses_smuggling_shapes(mesh_env):
     """CL+TE, two different Content-Lengths and a bad chunk get 400 from the waypoint and reach
     no backend."""

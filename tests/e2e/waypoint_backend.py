@@ -1,6 +1,7 @@
 """A backend for the waypoint end-to-end tests: answers every request with JSON naming itself,
 the method, path and request headers it received (HTTP/1.1, keep-alive). Paths starting with
-/slow are answered after 2 s; /app/big/<n> answers n bytes; .../flaky/<key>/<n> answers 503 to
+/slow are answered after 2 s; .../stall/<s>/... read nothing, the body included, for s seconds
+first; /app/big/<n> answers n bytes; .../flaky/<key>/<n> answers 503 to
 the first n requests for <key>, then 200; .../hits/<key> tells how many requests .../flaky/<key>/
 got; after .../dropnext/... the next request on the same connection is dropped unanswered (the
 connection closes). With STATUS every request is answered with that status. Each request is logged to stderr as
@@ -45,6 +46,8 @@ class Handler(BaseHTTPRequestHandler):
                 hits = self.server.hits.get(parts[parts.index("hits") + 1], 0)
         if self.path.startswith("/slow"):
             time.sleep(2)
+        elif "stall" in parts and len(parts) > parts.index("stall") + 1:
+            time.sleep(float(parts[parts.index("stall") + 1]))
         if self.headers.get("transfer-encoding", "").lower() == "chunked":
             body = b""
             while True:
