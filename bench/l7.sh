@@ -26,7 +26,11 @@
 #     h2load --rps over 10 connections (their timers fire together: bursts of 10), HTTP/1.1 with
 #     rate.py (10 keep-alive connections, sends evenly spaced); p50/p99 from the per-request log
 #     (the first 0.5 s left out), CPU per 1,000 requests, VmRSS/PSS of the proxies sampled mid-run;
-#   - idle RSS after the first requests, and peak RSS (VmHWM) at the end.
+#   - idle RSS after the first requests, and peak RSS (VmHWM) at the end;
+#   - the wake-up floor: bench/floor.c (epoll_wait + read + send per request, no TLS, no
+#     parsing) in S at 10.79.0.3:8090 under rate.py at RATE: its CPU per 1,000 requests is the
+#     kernel's cost of one wake-up, which no proxy goes under. A request wakes ambient's proxies
+#     6 times (3 processes, request and response), the peers' pairs 4 times.
 # Prints ambient/peer ratios and the issue's targets. Needs root (netns). Every netns and process
 # it makes is removed/stopped at exit, also on failure.
 #
@@ -54,7 +58,7 @@ if [ "$(id -u)" != 0 ]; then
 	say "l7: skipped (needs root for network namespaces)"
 	exit 0
 fi
-for t in ip nft nginx haproxy h2load wrk openssl python3 curl; do
+for t in ip nft nginx haproxy h2load wrk openssl python3 curl musl-gcc; do
 	command -v "$t" >/dev/null 2>&1 || die "$t not installed (run 'make deps' as root)"
 done
 [ -x "$AMBIENT" ] || die "$AMBIENT not built (run 'make')"
@@ -118,6 +122,7 @@ for who in server client; do
 	cat "$T/$who.crt" "$T/$who.key" >"$T/$who.pem"
 done
 CIPHER=ECDHE-ECDSA-AES128-GCM-SHA256
+musl-gcc -std=c11 -O2 -Wall -static -o "$T/floor" bench/floor.c || die "building bench/floor.c failed"
 "$AMBIENT" ca init --trust-domain cluster.local --dir "$T/amb-ca" >/dev/null
 
 # ---- mesh: service web (VIP 10.96.79.10:80 -> 8080) bound to the waypoint; no routes, no
@@ -288,10 +293,12 @@ bench_start_ns nginx-c "$C" nginx -e "$T/nginx-c.err" -c "$T/nginx-c.conf"
 NG_C=$BENCH_LAST_PID
 bench_start_ns nginx-s "$S" nginx -e "$T/nginx-s.err" -c "$T/nginx-s.conf"
 NG_S=$BENCH_LAST_PID
+bench_start_ns floor "$S" "$T/floor" 10.79.0.3 8090
+FLOOR=$BENCH_LAST_PID
 
 check_alive() {
 	for pn in "$NG_B:nginx-b" "$AMB_C:ztunnel-c" "$AMB_S:ztunnel-s" "$WP:waypoint" \
-		"$HA_C:haproxy-c" "$HA_S:haproxy-s" "$NG_C:nginx-c" "$NG_S:nginx-s"; do
+		"$HA_C:haproxy-c" "$HA_S:haproxy-s" "$NG_C:nginx-c" "$NG_S:nginx-s" "$FLOOR:floor"; do
 		bench_alive "${pn%%:*}" "${pn#*:}"
 	done
 }
@@ -366,6 +373,9 @@ for p in $PATHS; do
 		esac
 	done
 done
+got=$(ip netns exec "$C" curl -sS --http1.1 --max-time 5 -o /dev/null -w '%{http_code} %{size_download}' \
+	http://10.79.0.3:8090/1k 2>"$T/check-floor.err") || true
+[ "$got" = "200 1024" ] || { cat "$T/check-floor.err" >&2; check_alive; die "floor: expected '200 1024', got '$got'"; }
 sleep 1
 for p in ambient haproxy nginx; do
 	# shellcheck disable=SC2046
@@ -398,6 +408,7 @@ say "  waypoint:  ip netns exec W $AMBIENT $WPARGS"
 say "  haproxy -db -f \$T/haproxy-{c,s}.cfg; nginx -c \$T/nginx-{c,s,b}.conf ($CIPHER, TLS 1.2)"
 say "  saturation: h2load -c $H2_CONNS -m $H2_STREAMS -D $DURATION URL;  wrk -t1 -c$WRK_CONNS -d${DURATION}s --timeout 5s -s \$T/report.lua URL"
 say "  fixed rate: h2load -c 10 -m 1 --rps $((RATE / 10)) -n $((RATE * RATE_SECS)) --log-file F URL;  python3 \$T/rate.py URL $RATE $RATE_SECS 10 F"
+say "  floor: ip netns exec $S \$T/floor 10.79.0.3 8090;  python3 \$T/rate.py http://10.79.0.3:8090/1k $RATE $RATE_SECS 10 F (the wake-up floor; \$T/floor: musl-gcc -std=c11 -O2 -Wall -static bench/floor.c)"
 
 # h2load_check OUT WHAT: all requests done succeeded with 2xx, or fail; prints "done rps".
 h2load_check() {
@@ -522,6 +533,9 @@ for p in $PATHS; do
 		: >"$T/rate-$p-$proto"
 	done
 done
+: >"$T/rate-floor-h1"
+: >"$T/ratesplit-ambient-h2"
+: >"$T/ratesplit-ambient-h1"
 r=1
 while [ "$r" -le "$REPS" ]; do
 	case $((r % 2)) in 1) order="direct ambient haproxy nginx" ;; *) order="nginx haproxy ambient direct" ;; esac
@@ -530,6 +544,7 @@ while [ "$r" -le "$REPS" ]; do
 		for proto in h2 h1; do
 			# shellcheck disable=SC2086
 			c0=$(cpu_ms $pids)
+			[ $p != ambient ] || split0=$(us_sy "$AMB_C" "$WP" "$AMB_S")
 			log=$T/rate-$p-$proto-$r.log
 			if [ $proto = h2 ]; then
 				ip netns exec "$C" h2load -c 10 -m 1 --rps $((RATE / 10)) -n $((RATE * RATE_SECS)) \
@@ -559,8 +574,19 @@ while [ "$r" -le "$REPS" ]; do
 			# shellcheck disable=SC2086
 			set -- $res
 			echo "$lat $((c1 - c0)) $1 $2" >>"$T/rate-$p-$proto"
+			[ $p != ambient ] || echo "$split0 $(us_sy "$AMB_C" "$WP" "$AMB_S") $1" >>"$T/ratesplit-ambient-$proto"
 		done
 	done
+	# The wake-up floor, at the same rate and with the same client.
+	c0=$(cpu_ms "$FLOOR")
+	log=$T/rate-floor-h1-$r.log
+	ip netns exec "$C" python3 "$T/rate.py" http://10.79.0.3:8090/1k "$RATE" "$RATE_SECS" 10 "$log" \
+		>"$T/rate-floor-h1-$r.out" 2>&1 || { tail -20 "$T/rate-floor-h1-$r.out" >&2; check_alive; die "floor: fixed-rate run failed"; }
+	c1=$(cpu_ms "$FLOOR")
+	lat=$(python3 "$T/pct.py" "$log") || die "floor: fixed-rate run: $lat"
+	# shellcheck disable=SC2046
+	set -- $(tail -1 "$T/rate-floor-h1-$r.out")
+	echo "$lat $((c1 - c0)) $1 $2" >>"$T/rate-floor-h1"
 	r=$((r + 1))
 done
 check_alive
@@ -683,8 +709,22 @@ for p in $PATHS; do
 	eval "P50_${p}_h2=$1 P99_${p}_h2=$2 P50_${p}_h1=$3 P99_${p}_h1=$4 RCPU_${p}_h2=$rc2 RCPU_${p}_h1=$rc1"
 done
 echo "(RSS@rate/PSS@rate: sampled half-way through the first HTTP/2 fixed-rate run; peak RSS: sum of VmHWM at the end; nginx sums master + 2 workers per side)"
-
+for proto in h2 h1; do
+	awk '{ for (i = 1; i <= 6; i++) d[i] += $(i + 6) - $i; n += $13 }
+	END { if (n) printf "ambient %s at %s req/s, CPU s per 1,000 requests, user+sys (all runs): ztunnel-c %.3f+%.3f, waypoint %.3f+%.3f, ztunnel-s %.3f+%.3f\n", p, r, d[1] / n, d[2] / n, d[3] / n, d[4] / n, d[5] / n, d[6] / n }' \
+		p=$proto r="$RATE" "$T/ratesplit-ambient-$proto"
+done
 ratio() { python3 -c 'import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print("%.2f" % (a / b) if b else "-")' "$1" "$2"; }
+FLOOR1K=$(ratecpu "$T/rate-floor-h1")
+# A path's floor: its proxies' wake-ups per request (each process once per direction) times one.
+pfloor() { python3 -c 'import sys; print("%.3f" % (float(sys.argv[1]) * int(sys.argv[2])))' "$FLOOR1K" "$1"; }
+printf 'wake-up floor at %s req/s (bench/floor.c, HTTP/1.1, rate.py): %s s per 1,000 requests for one wake-up (epoll_wait + read + send); p50 %.0f us\n' \
+	"$RATE" "$FLOOR1K" "$(med "$T/rate-floor-h1" 1)"
+printf '  h1 at %s req/s / the path floor: ambient %s / %s (6 wake-ups) = %s, haproxy %s / %s (4) = %s, nginx %s / %s (4) = %s\n' "$RATE" \
+	"$RCPU_ambient_h1" "$(pfloor 6)" "$(ratio "$RCPU_ambient_h1" "$(pfloor 6)")" \
+	"$RCPU_haproxy_h1" "$(pfloor 4)" "$(ratio "$RCPU_haproxy_h1" "$(pfloor 4)")" \
+	"$RCPU_nginx_h1" "$(pfloor 4)" "$(ratio "$RCPU_nginx_h1" "$(pfloor 4)")"
+
 echo
 echo "ambient / peer (saturation req/s, req/s per proxy core, CPU per 1,000 requests; fixed-rate p50/p99; RSS at $RATE req/s)"
 printf '%-18s %7s %7s %8s %8s %7s %7s %7s %7s %7s %7s %8s\n' "" "h2 rps" "h1 rps" "h2 /core" "h1 /core" "h2 CPU" "h1 CPU" "h2 p50" "h2 p99" "h1 p50" "h1 p99" "RSS@rate"
@@ -715,7 +755,7 @@ tgt() { python3 -c "import sys; print('met' if $1 else 'NOT met')"; }
 printf '  req/s per core >= 1.2x haproxy:  h2 %sx, h1 %sx  -> h2 %s, h1 %s\n' \
 	"$(ratio "$K2_ambient" "$K2_haproxy")" "$(ratio "$K1_ambient" "$K1_haproxy")" \
 	"$(tgt "$K2_ambient >= 1.2 * $K2_haproxy")" "$(tgt "$K1_ambient >= 1.2 * $K1_haproxy")"
-printf '  CPU <= 0.05 s per 1,000 requests: at %s req/s h2 %s, h1 %s; at saturation h2 %s, h1 %s -> %s\n' \
-	"$RATE" "$RCPU_ambient_h2" "$RCPU_ambient_h1" "$C2_ambient" "$C1_ambient" \
+printf '  CPU <= 0.05 s per 1,000 requests: at %s req/s h2 %s, h1 %s (the wake-up floor of the path: %s); at saturation h2 %s, h1 %s -> %s\n' \
+	"$RATE" "$RCPU_ambient_h2" "$RCPU_ambient_h1" "$(pfloor 6)" "$C2_ambient" "$C1_ambient" \
 	"$(tgt "max($RCPU_ambient_h2, $RCPU_ambient_h1, $C2_ambient, $C1_ambient) <= 0.05")"
 printf '  RSS <= 10 MiB at %s req/s: %s KiB (3 processes) -> %s\n' "$RATE" "$RRSS_ambient" "$(tgt "$RRSS_ambient <= 10240")"

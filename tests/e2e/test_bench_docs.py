@@ -101,7 +101,10 @@ TABLES = {
            r"^ambient / peer \(saturation", r"^issue 7 targets"]
     + [rf"^{p} +\d+ +\d+ " for p in ("direct", "ambient", "haproxy", "nginx")]
     + [rf"^ambient / {p} " for p in ("direct", "haproxy", "nginx")]
-    + [r"^ambient h2 CPU s per 1,000 requests, user\+sys", r"^ambient h1 CPU s per 1,000 requests"],
+    + [r"^ambient h2 CPU s per 1,000 requests, user\+sys", r"^ambient h1 CPU s per 1,000 requests"]
+    + [r"^ambient {p} at {RATE} req/s, CPU s per 1,000 requests, user\+sys".format(p=p, **QUICK["l7"]) for p in ("h2", "h1")]
+    + [r"^wake-up floor at {RATE} req/s \(bench/floor\.c.*: [\d.]+ s per 1,000 requests".format(**QUICK["l7"]),
+       r"^  h1 at {RATE} req/s / the path floor: ambient [\d.]+ / [\d.]+ \(6 wake-ups\)".format(**QUICK["l7"])],
 }
 STDERR_LINES = {
     "l7": [r"^bench: l7: waypoint istio_requests_total\{response_code=\"200\"\} = \d+ \(>= \d+ timed"],
