@@ -16,7 +16,7 @@ struct wpc {
 	const char *path_normalization;
 	int hbone_port;
 	bool reject_escaped_slashes;
-	uint64_t pool_idle_ms;
+	uint64_t pool_idle_ms, idle_ms, stream_idle_ms;
 	int outlier_errors;
 	uint64_t outlier_ejection_ms;
 	int max_request_line, max_request_headers, max_request_body;
@@ -24,6 +24,8 @@ struct wpc {
 	struct identity_mgr *idm;
 	struct waypoint *wp;
 };
+
+#define WPC_MAX_IDLE_MS (8760ull * 3600 * 1000)
 
 static const char *const norm_names[] = {"NONE", "BASE", "MERGE_SLASHES",
 					 "DECODE_AND_MERGE_SLASHES"};
@@ -47,6 +49,11 @@ static int wpc_check(void *ctx, const struct server_settings *set, struct errbuf
 				  "at least 256, --max-request-body 0 (unlimited) or more");
 	if (z->hbone_port <= 0 || z->hbone_port > 65535)
 		return errbuf_set(eb, E_INVAL, "--hbone-port must be in 1..65535");
+	/* A year is far past any useful idle timeout; beyond it loop-time sums could wrap. */
+	if (z->idle_ms > WPC_MAX_IDLE_MS || z->stream_idle_ms > WPC_MAX_IDLE_MS)
+		return errbuf_set(eb, E_INVAL,
+				  "--idle-timeout and --stream-idle-timeout must be at most 8760h "
+				  "(0 = never)");
 	if (!set->check_config && (!z->workload || !*z->workload))
 		return errbuf_set(eb, E_INVAL,
 				  "--workload UID is required: the waypoint workload of the mesh "
@@ -89,6 +96,8 @@ static int wpc_start(struct server *srv, void *ctx, struct errbuf *eb)
 		.max_request_line = (uint32_t)z->max_request_line,
 		.max_request_headers = (uint32_t)z->max_request_headers,
 		.max_request_body = (uint64_t)z->max_request_body,
+		.idle_ms = z->idle_ms,
+		.stream_idle_ms = z->stream_idle_ms,
 	};
 	struct config *c;
 
@@ -199,6 +208,8 @@ int cmd_waypoint(int argc, char **argv)
 	static struct wpc z = {.hbone_port = 15008,
 			       .path_normalization = "DEFAULT",
 			       .pool_idle_ms = 5 * 60 * 1000,
+			       .idle_ms = 60 * 60 * 1000,
+			       .stream_idle_ms = 5 * 60 * 1000,
 			       .outlier_errors = 5,
 			       .outlier_ejection_ms = 30000,
 			       .max_request_line = 8192,
@@ -222,6 +233,15 @@ int cmd_waypoint(int argc, char **argv)
 		 NULL},
 		{"pool-idle-timeout", FLAG_DURATION, &z.pool_idle_ms,
 		 "close a pooled upstream HBONE connection idle this long (5m)", "DUR"},
+		{"idle-timeout", FLAG_DURATION, &z.idle_ms,
+		 "close a client connection (keep-alive, HTTP/2, relayed TCP) with no request and "
+		 "no "
+		 "byte for this long (1h; 0 = never)",
+		 "DUR"},
+		{"stream-idle-timeout", FLAG_DURATION, &z.stream_idle_ms,
+		 "answer 408 to a request with no byte either way for this long, or reset it once "
+		 "its response started (5m; 0 = never)",
+		 "DUR"},
 		{"outlier-consecutive-errors", FLAG_INT, &z.outlier_errors,
 		 "eject an endpoint after this many 5xx / connect failures in a row (5; 0 = never)",
 		 "N"},

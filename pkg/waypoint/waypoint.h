@@ -49,6 +49,11 @@ struct waypoint_opts {
 	 * header section -> 431, body -> 413. */
 	uint32_t max_request_line, max_request_headers;
 	uint64_t max_request_body; /* 0: unlimited */
+	/* Idle timeouts (0: none). idle_ms: a downstream connection (an HTTP/1.1 keep-alive or
+	 * HTTP/2 stream of a tunnel, or a relayed TCP / Upgrade / CONNECT one) with no request in
+	 * progress and no byte either way is closed. stream_idle_ms: a request with no byte
+	 * either way is answered 408 (flag SI), or reset once its response started. */
+	uint64_t idle_ms, stream_idle_ms;
 };
 
 struct waypoint;

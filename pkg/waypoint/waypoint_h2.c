@@ -63,6 +63,7 @@ static struct dstr *child_new(struct dstr *p, int32_t sid)
 	http1_parser_init(&c->rp, HTTP1_RESPONSE, NULL);
 	c->parent = p;
 	c->h2_sid = sid;
+	c->active_ms = ev_now(p->wk->loop);
 	c->h2next = p->h2->children;
 	if (c->h2next)
 		c->h2next->h2prev = c;
@@ -326,6 +327,7 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t
 		return 0;
 	}
 	c->unacked += len; /* credited by the pump (child_credit) once the upstream has room */
+	c->active_ms = ev_now(c->wk->loop);
 	if (c->h2_chunked_in ? http1_format_chunk(&c->in, data, len) < 0
 			     : buf_append(&c->in, data, len) < 0) {
 		log_warn("waypoint: HTTP/2 request body over the buffer limit: stream reset",
@@ -334,6 +336,19 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t
 		return 0;
 	}
 	wp_dstr_process(c);
+	return 0;
+}
+
+/* A response complete before its request (an early 4xx, a 408 for a stalled body): the rest of
+ * the request is not wanted, so RST_STREAM(NO_ERROR) closes the stream (RFC 9113 section 8.1)
+ * rather than keeping it open until the client sends it all. */
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+	(void)ud;
+	if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+	    (f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+	    nghttp2_session_get_stream_remote_close(s, f->hd.stream_id) == 0)
+		nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
 	return 0;
 }
 
@@ -500,6 +515,39 @@ void wp_h2_child_reset(struct dstr *c)
 	h2_kick(c->parent);
 }
 
+/* ---- idle timeouts ----------------------------------------------------------------------------
+ */
+
+uint64_t wp_h2_idle_check(struct dstr *d, uint64_t now, bool *streams)
+{
+	uint64_t lim = d->wk->w->o.stream_idle_ms, next = UINT64_MAX;
+	struct dstr *c, *nx;
+
+	*streams = false;
+	if (!d->h2 || d->h2->dying)
+		return UINT64_MAX;
+	for (c = d->h2->children; c; c = nx) {
+		nx = c->h2next; /* an expired stream ends later, from the pump: c stays valid */
+		*streams = true;
+		if (!lim || c->h2_closed || c->closing)
+			continue;
+		if (now >= c->active_ms + lim)
+			wp_dstr_idle_expire(c);
+		else if (c->active_ms + lim < next)
+			next = c->active_ms + lim;
+	}
+	return next;
+}
+
+void wp_h2_idle_close(struct dstr *d)
+{
+	if (!d->h2 || d->h2->dying)
+		return;
+	log_debug("waypoint: idle timeout, GOAWAY to an HTTP/2 connection");
+	nghttp2_session_terminate_session(d->h2->ngh, NGHTTP2_NO_ERROR);
+	h2_kick(d);
+}
+
 /* ---- lifecycle ------------------------------------------------------------------------------- */
 
 void wp_h2_start(struct dstr *d)
@@ -520,6 +568,7 @@ void wp_h2_start(struct dstr *d)
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
 	if (nghttp2_option_new(&opt) != 0)
 		abort();
 	nghttp2_option_set_no_auto_window_update(opt, 1);

@@ -776,6 +776,21 @@ static const char *refresh_snap(struct dstr *d)
 	return why;
 }
 
+/* An exchange for a local answer to a request whose head never completed (bad, too large,
+ * stopped arriving). */
+static struct xchg *xchg_local_new(struct dstr *d)
+{
+	struct xchg *x = wp_obj_new(d->wk, WP_OBJ_XCHG);
+
+	x->d = d;
+	d->x = x;
+	x->start_ms = time_mono_ms();
+	ev_timer_init(&x->timer, on_xchg_timer);
+	ev_timer_init(&x->rtimer, on_retry_timer);
+	gen_request_id(d->wk, x->req_id, sizeof(x->req_id));
+	return x;
+}
+
 /* A request head arrived: decide and start forwarding, or answer locally. */
 static void xchg_start(struct dstr *d, const struct http1_msg *m)
 {
@@ -1218,15 +1233,8 @@ void wp_dstr_process(struct dstr *d)
 				xchg_finish(x);
 				return;
 			}
-			if (!x) {
-				x = wp_obj_new(d->wk, WP_OBJ_XCHG);
-				x->d = d;
-				d->x = x;
-				x->start_ms = time_mono_ms();
-				ev_timer_init(&x->timer, on_xchg_timer);
-				ev_timer_init(&x->rtimer, on_retry_timer);
-				gen_request_id(d->wk, x->req_id, sizeof(x->req_id));
-			}
+			if (!x)
+				x = xchg_local_new(d);
 			wp_ustr_release(x->u, false);
 			x->u = NULL;
 			x->close_after = true;
@@ -1572,8 +1580,110 @@ static const char *bind_check(struct dstr *d, const struct net_addr *dst)
 	return waypoint_bind(d->snap->c, d->snap->self, dst, &d->svc, &d->dwl);
 }
 
+/* ---- idle timeouts ------------------------------------------------------------------------- */
+
+/* A request is on the way (a head being read, an exchange) rather than the next one awaited;
+ * a relay is a connection, under the idle timeout like Envoy's TCP proxy. */
+static bool dstr_busy(const struct dstr *d)
+{
+	if (d->x)
+		return !d->x->relay;
+	return buf_len(&d->in) > 0 || http1_parser_state(&d->p) != HTTP1_STATE_IDLE;
+}
+
+void wp_dstr_idle_expire(struct dstr *d)
+{
+	struct xchg *x = d->x;
+
+	log_debug("waypoint: stream idle timeout", LF_BOOL("exchange", x != NULL),
+		  LF_BOOL("response_started", x && x->resp_started));
+	if (!x) {
+		if (d->parent) { /* HTTP/2: its HEADERS never completed */
+			wp_h2_child_reset(d);
+			return;
+		}
+		x = xchg_local_new(d);
+	}
+	if (x->relay || x->resp_started) {
+		x->flags = "SI";
+		x->reason = x->relay ? "idle timeout"
+				     : "stream idle timeout while sending the response";
+		d->closing = true;
+		dstr_reset(d);
+		xchg_finish(x);
+		return;
+	}
+	x->close_after = true;
+	local_reply(x, 408, "SI", "stream idle timeout", NULL, NULL);
+	xchg_finish(x);
+}
+
+static void on_idle_timer(struct ev_loop *loop, struct ev_timer *tm)
+{
+	struct dstr *d = ev_container_of(tm, struct dstr, idle_timer);
+	const struct waypoint_opts *o = &d->wk->w->o;
+	uint64_t now = ev_now(loop), next = UINT64_MAX, lim;
+
+	if (d->idle_shut) { /* ended for being idle, and the client still holds it open */
+		dstr_reset(d);
+		return;
+	}
+	if (d->h2) {
+		bool streams;
+
+		next = wp_h2_idle_check(d, now, &streams);
+		if (!streams && o->idle_ms) {
+			if (now >= d->active_ms + o->idle_ms) {
+				wp_h2_idle_close(d);
+				d->idle_shut = true;
+				next = now + 10000;
+			} else {
+				next = d->active_ms + o->idle_ms;
+			}
+		}
+	} else {
+		bool busy = dstr_busy(d);
+
+		lim = busy ? o->stream_idle_ms : o->idle_ms;
+		if (lim && now >= d->active_ms + lim) {
+			if (busy || d->x) {
+				wp_dstr_idle_expire(d);
+				return; /* the stream is reset or closes after the answer */
+			}
+			/* An idle keep-alive stream: END_STREAM, as a server closes an idle HTTP
+			 * connection; reset 10 s later if the client does not close its side. */
+			log_debug("waypoint: idle timeout, closing the connection");
+			d->closing = true;
+			d->idle_shut = true;
+			dstr_flush(d);
+			next = now + 10000;
+		} else if (lim) {
+			next = d->active_ms + lim;
+		}
+	}
+	/* A request can start between two checks: look again within the stream idle timeout. */
+	if (o->stream_idle_ms && !d->idle_shut && next > now + o->stream_idle_ms)
+		next = now + o->stream_idle_ms;
+	if (next != UINT64_MAX)
+		ev_timer_add(loop, tm, next > now ? next - now : 1);
+}
+
+static void dstr_idle_start(struct dstr *d)
+{
+	const struct waypoint_opts *o = &d->wk->w->o;
+	uint64_t first = o->idle_ms;
+
+	d->active_ms = ev_now(d->wk->loop);
+	if (o->stream_idle_ms && (!first || o->stream_idle_ms < first))
+		first = o->stream_idle_ms;
+	ev_timer_init(&d->idle_timer, on_idle_timer);
+	if (first)
+		ev_timer_add(d->wk->loop, &d->idle_timer, first);
+}
+
 void wp_dstr_free(struct dstr *d)
 {
+	ev_timer_del(d->wk->loop, &d->idle_timer);
 	atomic_fetch_sub(&d->wk->w->active, 1);
 	wtun_del(&d->s);
 	wp_snap_put(d->snap);
@@ -1646,6 +1756,7 @@ static void on_request(struct wtun *t, const struct hbone_event *ev)
 	wtun_add(t, &d->s);
 	hbone_stream_set_user(t->h, ev->stream_id, d);
 	hbone_stream_respond(t->h, ev->stream_id, 200);
+	dstr_idle_start(d);
 	if (d->svc && config_service_app_protocol(d->svc, d->port) == CONFIG_APP_PROTOCOL_TCP)
 		l4_start(d);
 }
@@ -1662,6 +1773,7 @@ void wp_down_event(struct wtun *t, const struct hbone_event *ev)
 		return;
 	switch (ev->type) {
 	case HBONE_EV_DATA:
+		d->active_ms = ev_now(d->wk->loop);
 		if (buf_append(&d->in, ev->data.p, ev->data.n) < 0) {
 			dstr_reset(d);
 			break;
@@ -1681,6 +1793,7 @@ void wp_down_event(struct wtun *t, const struct hbone_event *ev)
 			wp_dstr_process(d);
 		break;
 	case HBONE_EV_WRITABLE:
+		d->active_ms = ev_now(d->wk->loop);
 		if (d->h2) {
 			wp_h2_pump(d);
 		} else if (d->x && d->x->relay) {
@@ -1717,7 +1830,11 @@ void wp_up_tcp(struct ustr *u, enum wp_tcp_ev ev, const char *why)
 		break;
 	case WP_TCP_FAILED:
 	case WP_TCP_CLOSED: wp_stream_gone(&u->s, why); break;
-	case WP_TCP_DATA: ustr_process(u); break;
+	case WP_TCP_DATA:
+		if (u->x)
+			u->x->d->active_ms = ev_now(u->x->d->wk->loop);
+		ustr_process(u);
+		break;
 	case WP_TCP_EOF:
 		/* u->peer_eof is set. Releasing a plain-TCP ustr frees it at once (no tunnel
 		 * reports its end), so u is not touched after ustr_process. */
@@ -1782,6 +1899,8 @@ void wp_up_event(struct wtun *t, struct wstream *s, const struct hbone_event *ev
 			relay_pump(u->x);
 		break;
 	case HBONE_EV_DATA:
+		if (u->x)
+			u->x->d->active_ms = ev_now(u->x->d->wk->loop);
 		if (buf_append(&u->in, ev->data.p, ev->data.n) < 0) {
 			hbone_stream_reset(t->h, ev->stream_id, HBONE_CANCEL);
 			break;

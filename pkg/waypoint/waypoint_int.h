@@ -197,6 +197,12 @@ struct dstr {
 	bool h2_chunked_in, h2_submitted, h2_eof, h2_closed;
 	bool h2_direct; /* child: the upstream response goes to nghttp2 as is (wp_h2_child_head) */
 	bool l4;	/* the port's appProtocol is TCP: one relayed connection, no HTTP */
+	/* Idle timeouts (waypoint_http.c): the loop time of the last byte either way; the timer
+	 * of a tunnel's stream, which also checks the streams of its HTTP/2 connection; set once
+	 * an idle stream was ended (END_STREAM or GOAWAY): reset if the client keeps it open. */
+	uint64_t active_ms;
+	struct ev_timer idle_timer;
+	bool idle_shut;
 };
 
 struct ustr {
@@ -338,6 +344,13 @@ void wp_resp_fields(const struct http1_msg *m, const struct config_header_filter
 bool wp_in_names(struct slice name, const char **names, size_t n);
 bool wp_in_headers(struct slice name, const struct config_http_header *h, size_t n);
 void wp_h2_child_reset(struct dstr *c);
+/* Idle timeouts of an HTTP/2 connection's streams (see waypoint_opts): ends the expired ones
+ * and returns the earliest deadline of the others (UINT64_MAX: none); *streams: it has any. */
+uint64_t wp_h2_idle_check(struct dstr *d, uint64_t now, bool *streams);
+/* No stream for the idle timeout: GOAWAY, then the connection ends. */
+void wp_h2_idle_close(struct dstr *d);
+/* waypoint_http.c: the stream idle timeout of one request (h2 children too). */
+void wp_dstr_idle_expire(struct dstr *d);
 /* The child's upstream took request bytes: give the client's windows back what it can. */
 void wp_h2_child_credit(struct dstr *c);
 void wp_h2_end(struct dstr *d); /* the HBONE stream is gone: children first */

@@ -177,3 +177,9 @@ def netns():
     yield make
     for n in made:
         subprocess.run(["ip", "netns", "del", n], check=False)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "wp_flags(*args): extra command-line flags for the waypoint of test_waypoint's "
+        "mesh_env")

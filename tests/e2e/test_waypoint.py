@@ -185,7 +185,9 @@ def veth(ns_out, ns_br, name, ips):
 
 
 @pytest.fixture
-def mesh_env(netns, tmp_path):
+def mesh_env(netns, tmp_path, request):
+    extra = request.node.get_closest_marker("wp_flags")
+    extra = list(extra.args) if extra else []
     a, w, b = netns(), netns(), netns()
     subprocess.run(["ip", "-n", w, "link", "add", "br0", "type", "bridge"], check=True)
     subprocess.run(["ip", "-n", w, "addr", "add", "10.84.0.2/24", "dev", "br0"], check=True)
@@ -236,7 +238,7 @@ def mesh_env(netns, tmp_path):
                                  "--log-level", os.environ.get("WP_LOG", "info"),
                                  "--max-request-line", "4096",
                                  "--max-request-headers", "16384",
-                                 "--max-request-body", str(32 << 20)] + common)
+                                 "--max-request-body", str(32 << 20)] + extra + common)
         backend = os.path.join(HERE, "waypoint_backend.py")
         backends = {}
         for name, ip, *st in (("server1", "10.84.0.3"), ("server2", "10.84.0.4"),
@@ -663,6 +665,120 @@ def test_waypoint_http2_upload_is_held_by_flow_control(mesh_env):
     assert held <= 12 << 20 and when < 6, out["stall"]
     assert out["status"] == "200" and out["sent"] == total, out
     assert json.loads(out["body"])["body_len"] == total, out["body"][:300]
+
+
+IDLE_CLIENT = r"""
+import json, socket, sys, time
+import h2.config, h2.connection, h2.events
+vip, vip_tcp = sys.argv[1], sys.argv[2]
+out = {}
+
+def wait_end(s, limit=10):
+    # Bytes until EOF or reset; None if the connection is still open after `limit` seconds.
+    s.settimeout(limit)
+    data = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return data
+            data += b
+    except ConnectionResetError:
+        return data
+    except socket.timeout:
+        return None
+
+# 1. A request head that stops arriving (slowloris): 408, then the connection ends.
+s = socket.create_connection((vip, 80), timeout=10)
+s.sendall(b"GET /app/slowloris HTTP/1.1\r\nHost: " + vip.encode() + b"\r\nX-A: ")
+got = wait_end(s)
+out["head"] = None if got is None else got.decode(errors="replace")
+
+# 2. A keep-alive connection: a request is answered, then the idle connection ends.
+s = socket.create_connection((vip, 80), timeout=10)
+s.sendall(b"GET /app/keepalive HTTP/1.1\r\nHost: " + vip.encode() + b"\r\n\r\n")
+s.settimeout(10)
+first = b""
+while b"\r\n\r\n" not in first:
+    first += s.recv(65536)
+head, _, body = first.partition(b"\r\n\r\n")
+n = [int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+while len(body) < n[0]:
+    body += s.recv(65536)
+got = wait_end(s)
+out["keepalive"] = [head.split(b"\r\n")[0].decode(), None if got is None else got.decode()]
+
+# 3. HTTP/2: a body that stops half-way gets 408 on its stream; the connection still serves
+# the next request, then ends with GOAWAY once idle.
+s = socket.create_connection((vip, 80), timeout=10)
+c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+c.initiate_connection()
+c.send_headers(1, [(":method", "POST"), (":path", "/app/h2-stalled"), (":scheme", "http"),
+                   (":authority", vip), ("content-length", "10")])
+c.send_data(1, b"12345")
+s.sendall(c.data_to_send())
+status, goaway, eof = {}, False, False
+
+def pump(until, limit=10):
+    global goaway, eof
+    s.settimeout(limit)
+    while not until():
+        try:
+            data = s.recv(65536)
+        except socket.timeout:
+            return
+        if not data:
+            eof = True
+            return
+        for ev in c.receive_data(data):
+            if isinstance(ev, h2.events.ResponseReceived):
+                status[ev.stream_id] = dict(ev.headers)[b":status"].decode()
+            elif isinstance(ev, h2.events.DataReceived):
+                c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                goaway = True
+        s.sendall(c.data_to_send())
+
+pump(lambda: 1 in status)
+c.send_headers(3, [(":method", "GET"), (":path", "/app/after"), (":scheme", "http"),
+                   (":authority", vip)], end_stream=True)
+s.sendall(c.data_to_send())
+pump(lambda: 3 in status)
+pump(lambda: eof, limit=10)
+out["h2"] = [status.get(1), status.get(3), goaway, eof]
+
+# 4. A relayed TCP connection (appProtocol TCP): the banner, then nothing; it ends.
+s = socket.create_connection((vip_tcp, 9000), timeout=10)
+got = wait_end(s)
+out["tcp"] = None if got is None else got.decode()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.wp_flags("--idle-timeout", "2s", "--stream-idle-timeout", "1s")
+def test_waypoint_idle_timeouts(mesh_env):
+    """--stream-idle-timeout: a request head that stops arriving (HTTP/1.1) and an h2 request
+    body that stops half-way get 408 (flag SI) and the h2 connection goes on serving;
+    --idle-timeout: an idle keep-alive connection, an idle HTTP/2 connection (GOAWAY) and an
+    idle relayed TCP connection are ended. Each wait is bounded at 10 s."""
+    r = nsrun(mesh_env["a"], "/usr/bin/python3", "-c", IDLE_CLIENT, VIP, VIP_TCP, check=False,
+              timeout=90)
+    assert r.returncode == 0, (r.stderr.decode()[-2000:], diag(mesh_env))
+    out = json.loads(r.stdout)
+    assert out["head"] is not None, ("a partial request head was kept open", diag(mesh_env))
+    assert out["head"].startswith("HTTP/1.1 408 ") and "connection: close" in out["head"].lower(), \
+        out["head"]
+    assert out["keepalive"][0] == "HTTP/1.1 200 OK", out["keepalive"]
+    assert out["keepalive"][1] == "", ("the idle keep-alive connection was not ended", out)
+    assert out["h2"] == ["408", "200", True, True], (out["h2"], diag(mesh_env))
+    assert out["tcp"] is not None and out["tcp"].startswith("hello server1"), out["tcp"]
+    wait_for(lambda: len(logs(mesh_env["wp"], "request complete", "status=408", "flags=SI")) >= 2,
+             what="two 408 SI access-log lines")
+    wait_for(lambda: logs(mesh_env["wp"], "connection complete", "flags=SI"),
+             what="the relay's access-log line with SI")
+    r = nsrun(mesh_env["w"], BIN, "waypoint", "--mesh-config", mesh_env["path"], "--workload",
+              "waypoint", "--idle-timeout", "9000h", check=False)
+    assert r.returncode == 2 and b"at most 8760h" in r.stderr, r
 
 
 def test_waypoint_refuses_smuggling_shapes(mesh_env):
