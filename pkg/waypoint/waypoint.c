@@ -577,6 +577,18 @@ void wp_record_tcp_open(struct waypoint *w, const struct wp_record *r)
 	metrics_counter_inc(metrics_counter_with(w->m_tcp_opened, t));
 }
 
+void wp_record_tcp_series(struct waypoint *w, const struct wp_record *r,
+			  struct metrics_series **received, struct metrics_series **sent)
+{
+	const char *v[N_HTTP_LABELS], *t[N_TCP_LABELS];
+	char code[16];
+
+	labels(r, v, code, sizeof(code));
+	tcp_values(v, t);
+	*received = metrics_counter_with(w->m_tcp_received, t);
+	*sent = metrics_counter_with(w->m_tcp_sent, t);
+}
+
 /* The four request series of one label tuple, cached per worker: most requests repeat a handful
  * of tuples, and a lookup in the registry builds, validates and hashes a key per family. The key
  * here is the values joined by 0xff (as the registry's), compared in full; series live as long as
@@ -648,8 +660,12 @@ void wp_record(struct waypoint *w, struct wp_worker *wk, const struct wp_record 
 		if (!r->tcp_opened)
 			metrics_counter_inc(metrics_counter_with(w->m_tcp_opened, t));
 		metrics_counter_inc(metrics_counter_with(w->m_tcp_closed, t));
-		metrics_counter_add(metrics_counter_with(w->m_tcp_sent, t), r->resp_bytes);
-		metrics_counter_add(metrics_counter_with(w->m_tcp_received, t), r->req_bytes);
+		if (r->resp_bytes > r->resp_counted)
+			metrics_counter_add(metrics_counter_with(w->m_tcp_sent, t),
+					    r->resp_bytes - r->resp_counted);
+		if (r->req_bytes > r->req_counted)
+			metrics_counter_add(metrics_counter_with(w->m_tcp_received, t),
+					    r->req_bytes - r->req_counted);
 	} else { /* a relayed TCP connection is only logged (docs/waypoint.md) */
 		struct metrics_series *m[4];
 		http_series(w, wk, v, m);

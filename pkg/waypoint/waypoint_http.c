@@ -244,6 +244,8 @@ static void xchg_finish(struct xchg *x)
 		.attempts = x->attempt,
 		.tcp = x->tcp,
 		.tcp_opened = x->tcp_opened,
+		.req_counted = x->req_counted,
+		.resp_counted = x->resp_counted,
 	};
 
 	if (x->route) {
@@ -1100,6 +1102,10 @@ static bool relay_pump(struct xchg *x)
 			}
 			buf_consume(&d->in, n);
 			x->req_bytes += n;
+			if (x->m_tcp_received) {
+				metrics_counter_add(x->m_tcp_received, n);
+				x->req_counted += n;
+			}
 		}
 		wp_stream_flush(&u->s, &u->out);
 		if (d->peer_eof && !x->up_shut && up_shutdown(u))
@@ -1111,6 +1117,10 @@ static bool relay_pump(struct xchg *x)
 			}
 			buf_consume(&u->in, n);
 			x->resp_bytes += n;
+			if (x->m_tcp_sent) {
+				metrics_counter_add(x->m_tcp_sent, n);
+				x->resp_counted += n;
+			}
 		}
 		if (u->peer_eof)
 			x->up_eof = true;
@@ -1181,6 +1191,7 @@ static void l4_start(struct dstr *d)
 			      .tcp = true};
 	wp_record_tcp_open(d->wk->w, &r);
 	x->tcp_opened = true;
+	wp_record_tcp_series(d->wk->w, &r, &x->m_tcp_received, &x->m_tcp_sent);
 }
 
 static bool preface_prefix(const struct buf *in)

@@ -313,8 +313,12 @@ struct xchg {
 	 * from the start (tcp), or an Upgrade / CONNECT request after its 101 / 2xx. */
 	bool relay, tcp, upgrade;
 	bool tcp_opened; /* istio_tcp_connections_opened_total counted */
-	bool up_shut;	 /* the client's EOF went on to the upstream */
-	bool up_eof; /* the upstream's EOF was seen (goes on to the client once d->out drains) */
+	/* istio_tcp_{received,sent}_bytes_total of an appProtocol TCP connection, added to as its
+	 * bytes move (so a long connection shows its traffic before it closes) */
+	struct metrics_series *m_tcp_received, *m_tcp_sent;
+	uint64_t req_counted, resp_counted;
+	bool up_shut; /* the client's EOF went on to the upstream */
+	bool up_eof;  /* the upstream's EOF was seen (goes on to the client once d->out drains) */
 	/* keep-alive: the response let the upstream connection persist; this try runs on a
 	 * reused stream; the one re-send on a fresh stream after a reused one failed was made */
 	bool up_keep, reused, reuse_retried;
@@ -369,10 +373,16 @@ struct wp_record {
 	bool tcp_opened; /* istio_tcp_connections_opened_total was counted (wp_record_tcp_open) */
 	int status;
 	uint64_t duration_ms, req_bytes, resp_bytes;
+	/* TCP: the bytes already added to istio_tcp_{received,sent}_bytes_total as they moved */
+	uint64_t req_counted, resp_counted;
 };
 void wp_record(struct waypoint *w, struct wp_worker *wk, const struct wp_record *r);
 /* An appProtocol TCP connection got its upstream: istio_tcp_connections_opened_total. */
 void wp_record_tcp_open(struct waypoint *w, const struct wp_record *r);
+/* The byte counters of the connection's series (received: from the client, sent: to it), for
+ * adding bytes as they move; series live as long as the registry. */
+void wp_record_tcp_series(struct waypoint *w, const struct wp_record *r,
+			  struct metrics_series **received, struct metrics_series **sent);
 
 /* waypoint.c */
 /* A zeroed object of kind k (from wk's free list when it has one; wk may be NULL). */

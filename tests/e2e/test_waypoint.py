@@ -1037,6 +1037,63 @@ def test_waypoint_app_protocol_tcp_relays_bytes(mesh_env):
         assert not [l for l in out if "istio_request_duration_milliseconds" not in l], out
 
 
+TCP_HOLD = r"""
+import socket, sys
+s = socket.create_connection((sys.argv[1], 9000), timeout=10)
+got = b""
+while not got.endswith(b"\n"):
+    got += s.recv(65536)
+s.sendall(b"y" * 5000)
+echo = b""
+while len(echo) < 5000:
+    echo += s.recv(65536)
+print("READY %d" % len(got), flush=True)
+sys.stdin.readline()
+s.shutdown(socket.SHUT_WR)
+rest = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    rest += b
+print("DONE %d" % len(rest), flush=True)
+"""
+
+
+def test_waypoint_tcp_byte_counters_move_while_open(mesh_env):
+    """istio_tcp_received_bytes_total / istio_tcp_sent_bytes_total of an appProtocol TCP
+    connection grow as its bytes move, not only when it closes (a long connection shows its
+    traffic), and the close adds only the rest: no byte is counted twice."""
+    def counters():
+        text = ns_curl(mesh_env["w"], "http://127.0.0.1:15020/metrics").stdout.decode()
+        mine = [l for l in text.splitlines()
+                if 'destination_service_name="tcpecho"' in l and 'destination_workload="server1"' in l]
+        def value(name):
+            got = [l for l in mine if l.startswith(name + "{")]
+            assert len(got) <= 1, got
+            return int(float(got[0].rsplit(" ", 1)[1])) if got else 0
+        return (value("istio_tcp_received_bytes_total"), value("istio_tcp_sent_bytes_total"),
+                value("istio_tcp_connections_closed_total"))
+    p = subprocess.Popen(["ip", "netns", "exec", mesh_env["a"], sys.executable, "-c", TCP_HOLD,
+                          VIP_TCP], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        assert line.startswith("READY "), (line, diag(mesh_env))
+        banner = int(line.split()[1])
+        assert counters() == (5000, banner + 5000, 0), diag(mesh_env)
+        p.stdin.write("\n")
+        p.stdin.flush()
+        line = p.stdout.readline()
+        assert line.startswith("DONE "), (line, diag(mesh_env))
+        rest = int(line.split()[1])
+        wait_for(lambda: counters()[2] == 1, what="the connection closed in the metrics")
+        assert counters() == (5000, banner + 5000 + rest, 1)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
 def test_waypoint_app_protocol_tcp_l4_authorization(mesh_env):
     """An ALLOW policy whose only rule has HTTP fields (methods) cannot match a TCP connection
     (Istio's rule): the connection is closed without reaching the backend, logged flags=DENY."""
