@@ -385,6 +385,7 @@ static ssize_t body_read(nghttp2_session *s, int32_t sid, uint8_t *out, size_t l
 	if (n) {
 		memcpy(out, buf_rptr(&c->h2body), n);
 		buf_consume(&c->h2body, n);
+		c->active_ms = ev_now(c->wk->loop); /* the client takes this stream's bytes */
 	}
 	if (n == 0 && !c->h2_eof)
 		return NGHTTP2_ERR_DEFERRED;
