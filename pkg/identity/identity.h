@@ -111,6 +111,20 @@ struct identity_cert *identity_cert_ref(struct identity_cert *c);
 /* The last reference wipes the private key. NULL is a no-op. */
 void identity_cert_unref(struct identity_cert *c);
 
+/* ---- HBONE mTLS (DESIGN.md §4) ------------------------------------------------------------------
+ * The TLS config of an HBONE connection, the same for ztunnel (15008, its client pool) and the
+ * waypoint: this identity's chain and key, its roots as anchors, ALPN exactly "h2"; a server
+ * requires a client certificate whose SPIFFE ID is in `trust_domain`, a client requires the
+ * server's SPIFFE ID to be exactly `expect_id`. `peer` is read during the handshake: it must
+ * outlive it. Consumes the reference to cert. NULL with the reason in eb. */
+struct tls_config;
+struct identity_hbone_peer {
+	const char *trust_domain; /* server side */
+	const char *expect_id;	  /* client side */
+};
+struct tls_config *identity_hbone_tls_config(bool server, struct identity_cert *cert,
+					     struct identity_hbone_peer *peer, struct errbuf *eb);
+
 /* ---- lookups -----------------------------------------------------------------------------------
  */
 

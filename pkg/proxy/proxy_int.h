@@ -194,6 +194,7 @@ struct tun {
 	struct ev_timer idle;
 	const char *src_identity; /* in snap */
 	char expect_id[TLS_URI_SIZE];
+	struct identity_hbone_peer peer_check; /* what the handshake accepts (points into snap) */
 	char why[256];
 };
 

@@ -354,73 +354,16 @@ static void pool_open_waiting(struct tun *t)
 /* ---- TLS configs --------------------------------------------------------------------------------
  */
 
-static int verify_server_side(void *arg, const struct tls_peer *peer, char *reason, size_t cap)
-{
-	struct tun *t = arg;
-	struct slice a = proxy_trust_domain(peer->uri);
-	const char *td = t->local_wl ? t->local_wl->trust_domain : "";
-
-	if (!a.p) {
-		snprintf(reason, cap, "client certificate has no SPIFFE ID");
-		return 1;
-	}
-	if (a.n != strlen(td) || memcmp(a.p, td, a.n) != 0) {
-		snprintf(reason, cap, "wrong trust domain (want %s)", td);
-		return 1;
-	}
-	return 0;
-}
-
-static int verify_client_side(void *arg, const struct tls_peer *peer, char *reason, size_t cap)
-{
-	struct tun *t = arg;
-
-	if (strcmp(peer->uri, t->expect_id) != 0) {
-		snprintf(reason, cap, "server identity %s is not the expected %s",
-			 peer->uri[0] ? peer->uri : "(none)", t->expect_id);
-		return 1;
-	}
-	return 0;
-}
-
-static const char *const alpn_h2[] = {"h2"};
-
 static int tun_start_tls(struct tun *t, struct identity_cert *cert, struct errbuf *eb)
 {
 	struct tls_config *cfg;
 	int rc;
 
-	if (t->server) {
-		struct tls_server_opts o = {
-			.chain = cert->chain,
-			.chain_len = cert->chain_len,
-			.key = cert->key,
-			.alpn = alpn_h2,
-			.alpn_len = 1,
-			.alpn_required = true,
-			.client_auth = TLS_CLIENT_AUTH_REQUIRE,
-			.anchor_certs = cert->roots,
-			.anchor_certs_len = cert->roots_len,
-			.verify = verify_server_side,
-			.verify_arg = t,
-		};
-		cfg = tls_config_new_server(&o, eb);
-	} else {
-		struct tls_client_opts o = {
-			.anchor_certs = cert->roots,
-			.anchor_certs_len = cert->roots_len,
-			.chain = cert->chain,
-			.chain_len = cert->chain_len,
-			.key = cert->key,
-			.alpn = alpn_h2,
-			.alpn_len = 1,
-			.alpn_required = true,
-			.verify = verify_client_side,
-			.verify_arg = t,
-		};
-		cfg = tls_config_new_client(&o, eb);
-	}
-	identity_cert_unref(cert);
+	t->peer_check = (struct identity_hbone_peer){
+		.trust_domain = t->local_wl ? t->local_wl->trust_domain : "",
+		.expect_id = t->expect_id,
+	};
+	cfg = identity_hbone_tls_config(t->server, cert, &t->peer_check, eb);
 	if (!cfg)
 		return -E_CRYPTO;
 	rc = t->server ? tls_conn_init_server(&t->tls, cfg)

@@ -83,7 +83,8 @@ struct wtun {
 	atomic_bool post_pending;
 	char key[2 * TLS_URI_SIZE + NET_ADDR_STRLEN + 8]; /* client: pool key */
 	char expect_id[TLS_URI_SIZE];
-	char peer_id[TLS_URI_SIZE]; /* server: the client's SPIFFE ID */
+	struct identity_hbone_peer peer_check; /* what the handshake accepts (points into snap) */
+	char peer_id[TLS_URI_SIZE];	       /* server: the client's SPIFFE ID */
 	char why[256];
 };
 

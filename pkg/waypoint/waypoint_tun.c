@@ -337,86 +337,16 @@ static struct wtun *wtun_new(struct wp_worker *wk, int fd, bool server)
 
 /* ---- TLS ------------------------------------------------------------------------------------- */
 
-static struct slice trust_domain(const char *id)
-{
-	const char *p, *e;
-
-	if (strncmp(id, "spiffe://", 9) != 0)
-		return (struct slice){NULL, 0};
-	p = id + 9;
-	e = strchr(p, '/');
-	if (!e || e == p)
-		return (struct slice){NULL, 0};
-	return (struct slice){(const uint8_t *)p, (size_t)(e - p)};
-}
-
-static int verify_client(void *arg, const struct tls_peer *peer, char *reason, size_t cap)
-{
-	struct wtun *t = arg;
-	struct slice a = trust_domain(peer->uri);
-	const char *td = t->snap && t->snap->self ? t->snap->self->trust_domain : "";
-
-	if (!a.p) {
-		snprintf(reason, cap, "client certificate has no SPIFFE ID");
-		return 1;
-	}
-	if (a.n != strlen(td) || memcmp(a.p, td, a.n) != 0) {
-		snprintf(reason, cap, "wrong trust domain (want %s)", td);
-		return 1;
-	}
-	return 0;
-}
-
-static int verify_server(void *arg, const struct tls_peer *peer, char *reason, size_t cap)
-{
-	struct wtun *t = arg;
-
-	if (strcmp(peer->uri, t->expect_id) != 0) {
-		snprintf(reason, cap, "server identity %s is not the expected %s",
-			 peer->uri[0] ? peer->uri : "(none)", t->expect_id);
-		return 1;
-	}
-	return 0;
-}
-
-static const char *const alpn_h2[] = {"h2"};
-
 static int start_tls(struct wtun *t, struct identity_cert *cert, struct errbuf *eb)
 {
 	struct tls_config *cfg;
 	int rc;
 
-	if (t->server) {
-		struct tls_server_opts o = {
-			.chain = cert->chain,
-			.chain_len = cert->chain_len,
-			.key = cert->key,
-			.alpn = alpn_h2,
-			.alpn_len = 1,
-			.alpn_required = true,
-			.client_auth = TLS_CLIENT_AUTH_REQUIRE,
-			.anchor_certs = cert->roots,
-			.anchor_certs_len = cert->roots_len,
-			.verify = verify_client,
-			.verify_arg = t,
-		};
-		cfg = tls_config_new_server(&o, eb);
-	} else {
-		struct tls_client_opts o = {
-			.anchor_certs = cert->roots,
-			.anchor_certs_len = cert->roots_len,
-			.chain = cert->chain,
-			.chain_len = cert->chain_len,
-			.key = cert->key,
-			.alpn = alpn_h2,
-			.alpn_len = 1,
-			.alpn_required = true,
-			.verify = verify_server,
-			.verify_arg = t,
-		};
-		cfg = tls_config_new_client(&o, eb);
-	}
-	identity_cert_unref(cert);
+	t->peer_check = (struct identity_hbone_peer){
+		.trust_domain = t->snap && t->snap->self ? t->snap->self->trust_domain : "",
+		.expect_id = t->expect_id,
+	};
+	cfg = identity_hbone_tls_config(t->server, cert, &t->peer_check, eb);
 	if (!cfg)
 		return -E_CRYPTO;
 	rc = t->server ? tls_conn_init_server(&t->tls, cfg)
