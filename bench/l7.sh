@@ -318,6 +318,7 @@ path_url() { # PATH PROTO(h1|h2)
 	direct/h1) echo http://10.79.0.3:8080/1k ;; direct/h2) echo http://10.79.0.3:8082/1k ;;
 	ambient/*) echo http://10.96.79.10/1k ;;
 	haproxy/*) echo http://127.0.0.1:10080/1k ;;
+	floor/h1) echo http://10.79.0.3:8090/1k ;;
 	nginx/h1) echo http://127.0.0.1:20080/1k ;; nginx/h2) echo http://127.0.0.1:20082/1k ;;
 	esac
 }
@@ -330,6 +331,7 @@ path_pids() {
 	case $1 in
 	direct) echo "" ;; ambient) echo "$AMB_C $WP $AMB_S" ;;
 	haproxy) echo "$HA_C $HA_S" ;; nginx) echo "$(nginx_pids "$NG_C") $(nginx_pids "$NG_S")" ;;
+	floor) echo "$FLOOR" ;;
 	esac
 }
 cpu_ms() { # PIDS...: total CPU ms
@@ -538,10 +540,13 @@ done
 : >"$T/ratesplit-ambient-h1"
 r=1
 while [ "$r" -le "$REPS" ]; do
-	case $((r % 2)) in 1) order="direct ambient haproxy nginx" ;; *) order="nginx haproxy ambient direct" ;; esac
+	# The wake-up floor (HTTP/1.1 only) runs with the paths, at the same rate and client.
+	case $((r % 2)) in 1) order="direct ambient haproxy nginx floor" ;; *) order="floor nginx haproxy ambient direct" ;; esac
 	for p in $order; do
 		pids=$(path_pids $p)
-		for proto in h2 h1; do
+		protos="h2 h1"
+		[ $p != floor ] || protos=h1
+		for proto in $protos; do
 			# shellcheck disable=SC2086
 			c0=$(cpu_ms $pids)
 			[ $p != ambient ] || split0=$(us_sy "$AMB_C" "$WP" "$AMB_S")
@@ -577,16 +582,6 @@ while [ "$r" -le "$REPS" ]; do
 			[ $p != ambient ] || echo "$split0 $(us_sy "$AMB_C" "$WP" "$AMB_S") $1" >>"$T/ratesplit-ambient-$proto"
 		done
 	done
-	# The wake-up floor, at the same rate and with the same client.
-	c0=$(cpu_ms "$FLOOR")
-	log=$T/rate-floor-h1-$r.log
-	ip netns exec "$C" python3 "$T/rate.py" http://10.79.0.3:8090/1k "$RATE" "$RATE_SECS" 10 "$log" \
-		>"$T/rate-floor-h1-$r.out" 2>&1 || { tail -20 "$T/rate-floor-h1-$r.out" >&2; check_alive; die "floor: fixed-rate run failed"; }
-	c1=$(cpu_ms "$FLOOR")
-	lat=$(python3 "$T/pct.py" "$log") || die "floor: fixed-rate run: $lat"
-	# shellcheck disable=SC2046
-	set -- $(tail -1 "$T/rate-floor-h1-$r.out")
-	echo "$lat $((c1 - c0)) $1 $2" >>"$T/rate-floor-h1"
 	r=$((r + 1))
 done
 check_alive

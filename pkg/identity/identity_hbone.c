@@ -11,14 +11,13 @@ static int verify_client(void *arg, const struct tls_peer *peer, char *reason, s
 {
 	const struct identity_hbone_peer *want = arg;
 	const char *td = want->trust_domain ? want->trust_domain : "";
-	const char *p, *e;
+	struct x509_spiffe id;
 
-	if (strncmp(peer->uri, "spiffe://", 9) != 0 || !(e = strchr(p = peer->uri + 9, '/')) ||
-	    e == p) {
+	if (x509_spiffe_parse(peer->uri, strlen(peer->uri), &id, NULL) < 0 || id.path.n == 0) {
 		snprintf(reason, cap, "client certificate has no SPIFFE ID");
 		return 1;
 	}
-	if ((size_t)(e - p) != strlen(td) || memcmp(p, td, (size_t)(e - p)) != 0) {
+	if (id.td.n != strlen(td) || memcmp(id.td.p, td, id.td.n) != 0) {
 		snprintf(reason, cap, "wrong trust domain (want %s)", td);
 		return 1;
 	}

@@ -567,7 +567,8 @@ static void tcp_values(const char *const *v, const char **t)
 	t[22] = v[24];
 }
 
-void wp_record_tcp_open(struct waypoint *w, const struct wp_record *r)
+void wp_record_tcp_open(struct waypoint *w, const struct wp_record *r,
+			struct metrics_series **received, struct metrics_series **sent)
 {
 	const char *v[N_HTTP_LABELS], *t[N_TCP_LABELS];
 	char code[16];
@@ -575,16 +576,6 @@ void wp_record_tcp_open(struct waypoint *w, const struct wp_record *r)
 	labels(r, v, code, sizeof(code));
 	tcp_values(v, t);
 	metrics_counter_inc(metrics_counter_with(w->m_tcp_opened, t));
-}
-
-void wp_record_tcp_series(struct waypoint *w, const struct wp_record *r,
-			  struct metrics_series **received, struct metrics_series **sent)
-{
-	const char *v[N_HTTP_LABELS], *t[N_TCP_LABELS];
-	char code[16];
-
-	labels(r, v, code, sizeof(code));
-	tcp_values(v, t);
 	*received = metrics_counter_with(w->m_tcp_received, t);
 	*sent = metrics_counter_with(w->m_tcp_sent, t);
 }

@@ -93,7 +93,7 @@ static bool child_credit(struct dstr *c)
 
 	if (!c->unacked || !h || h->dying)
 		return false;
-	if (!c->h2_closed && c->x && c->x->u && buf_len(&c->x->u->out) >= WP_CREDIT_LOW)
+	if (!c->h2_closed && wp_up_backlogged(c->x))
 		return false;
 	/* Also for a closed stream: the connection's window still needs the bytes back. */
 	nghttp2_session_consume(h->ngh, c->h2_sid, c->unacked);
@@ -113,7 +113,6 @@ static void child_end(struct dstr *c)
 	child_unlink(c);
 	c->h2_closed = true;
 	child_credit(c); /* the parent's pump sends the WINDOW_UPDATE */
-	c->h2_closed = true;
 	wp_dstr_end(c);
 }
 
@@ -322,7 +321,7 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t
 
 	(void)flags;
 	(void)ud;
-	if (!c || c->h2_req || c->h2_closed) { /* dropped: consumed */
+	if (!c || c->h2_req) { /* dropped: consumed */
 		nghttp2_session_consume(s, sid, len);
 		return 0;
 	}
@@ -530,7 +529,7 @@ uint64_t wp_h2_idle_check(struct dstr *d, uint64_t now, bool *streams)
 	for (c = d->h2->children; c; c = nx) {
 		nx = c->h2next; /* an expired stream ends later, from the pump: c stays valid */
 		*streams = true;
-		if (!lim || c->h2_closed || c->closing)
+		if (!lim || c->closing)
 			continue;
 		if (now >= c->active_ms + lim)
 			wp_dstr_idle_expire(c);

@@ -42,7 +42,7 @@ static void xchg_finish(struct xchg *x);
 static const char *bind_check(struct dstr *d, const struct net_addr *dst);
 static void upstream_failed(struct xchg *x, const char *flags, const char *why);
 static bool retry_schedule(struct xchg *x, const char *why);
-static void attempt_open(struct xchg *x);
+static void attempt_open(struct xchg *x, bool new_try);
 static void attempt_report(struct xchg *x, bool failure);
 static void attempt_done(struct xchg *x);
 static void on_retry_timer(struct ev_loop *loop, struct ev_timer *tm);
@@ -102,7 +102,7 @@ void wp_ustr_credit(struct ustr *u)
 	}
 	if (!u->unacked || !u->s.t || u->s.sid <= 0 || !u->s.t->h)
 		return;
-	if (u->x && down_backlog(u->x->d) >= WP_CREDIT_LOW)
+	if (wp_ustr_backlogged(u))
 		return;
 	hbone_stream_consumed(u->s.t->h, u->s.sid, u->unacked);
 	u->unacked = 0;
@@ -120,8 +120,7 @@ static void dstr_credit(struct dstr *d)
 	}
 	if (!d->unacked || !d->s.t || d->s.sid <= 0 || !d->s.t->h)
 		return;
-	if (d->x && ((d->x->req_end && !d->x->relay) ||
-		     (d->x->u && buf_len(&d->x->u->out) >= WP_CREDIT_LOW)))
+	if ((d->x && d->x->req_end && !d->x->relay) || wp_up_backlogged(d->x))
 		return;
 	hbone_stream_consumed(d->s.t->h, d->s.sid, d->unacked);
 	d->unacked = 0;
@@ -560,13 +559,14 @@ static void forward(struct xchg *x, const struct http1_msg *m, const struct conf
 		}
 		x->replay_head = buf_len(head);
 	}
-	attempt_open(x);
+	attempt_open(x, true);
 	if (!x->replay_ok)
 		buf_fini(&x->replay);
 }
 
-/* One try: an endpoint, a new upstream stream, the request so far. */
-static void attempt_open(struct xchg *x)
+/* One try: an endpoint, a new upstream stream, the request so far. new_try: counted as a try
+ * (false for the one re-send after a reused stream failed, which is not the endpoint's fault). */
+static void attempt_open(struct xchg *x, bool new_try)
 {
 	struct dstr *d = x->d;
 	struct waypoint *w = d->wk->w;
@@ -578,7 +578,8 @@ static void attempt_open(struct xchg *x)
 	struct errbuf eb = {0};
 	struct ustr *u;
 
-	x->attempt++;
+	if (new_try)
+		x->attempt++;
 	x->up_sent = false;
 	x->reported = false;
 	if (x->bsvc) {
@@ -719,7 +720,7 @@ static void on_retry_timer(struct ev_loop *loop, struct ev_timer *tm)
 	(void)loop;
 	if (x->retry_wait) {
 		x->retry_wait = false;
-		attempt_open(x);
+		attempt_open(x, true);
 		/* A local answer (no endpoint left, ...) ends the exchange once the request has. */
 		if (x->local && x->resp_end && x->req_end)
 			xchg_finish(x);
@@ -1176,7 +1177,7 @@ static void l4_start(struct dstr *d)
 	x->bsvc = d->svc;
 	x->bport = d->port;
 	x->http_method = HTTP1_M_GET;
-	attempt_open(x);
+	attempt_open(x, true);
 	buf_fini(&x->replay);
 	if (x->local) {
 		xchg_finish(x);
@@ -1189,9 +1190,8 @@ static void l4_start(struct dstr *d)
 			      .dst_id = x->dst_wl ? x->dst_wl->identity : NULL,
 			      .flags = "-",
 			      .tcp = true};
-	wp_record_tcp_open(d->wk->w, &r);
+	wp_record_tcp_open(d->wk->w, &r, &x->m_tcp_received, &x->m_tcp_sent);
 	x->tcp_opened = true;
-	wp_record_tcp_series(d->wk->w, &r, &x->m_tcp_received, &x->m_tcp_sent);
 }
 
 static bool preface_prefix(const struct buf *in)
@@ -1400,9 +1400,8 @@ static void upstream_failed(struct xchg *x, const char *flags, const char *why)
 		wp_ustr_release(x->u, false);
 		x->u = NULL;
 		attempt_done(x);
-		x->attempt--;
 		ev_timer_del(x->d->wk->loop, &x->rtimer);
-		attempt_open(x);
+		attempt_open(x, false);
 		if (x->local && x->resp_end && x->req_end)
 			xchg_finish(x);
 		return;

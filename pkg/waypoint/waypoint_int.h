@@ -326,6 +326,13 @@ struct xchg {
 	uint16_t up_port; /* the try's endpoint port (with last_uid: the pool key) */
 };
 
+/* The request bytes waiting to go upstream are past WP_CREDIT_LOW: the client's are not
+ * credited back until they drain (waypoint_http.c dstr_credit, waypoint_h2.c child_credit). */
+static inline bool wp_up_backlogged(const struct xchg *x)
+{
+	return x && x->u && buf_len(&x->u->out) >= WP_CREDIT_LOW;
+}
+
 /* waypoint_http.c, for waypoint_h2.c */
 void wp_dstr_process(struct dstr *d);
 void wp_dstr_end(struct dstr *d);
@@ -378,12 +385,11 @@ struct wp_record {
 	uint64_t req_counted, resp_counted;
 };
 void wp_record(struct waypoint *w, struct wp_worker *wk, const struct wp_record *r);
-/* An appProtocol TCP connection got its upstream: istio_tcp_connections_opened_total. */
-void wp_record_tcp_open(struct waypoint *w, const struct wp_record *r);
-/* The byte counters of the connection's series (received: from the client, sent: to it), for
- * adding bytes as they move; series live as long as the registry. */
-void wp_record_tcp_series(struct waypoint *w, const struct wp_record *r,
-			  struct metrics_series **received, struct metrics_series **sent);
+/* An appProtocol TCP connection got its upstream: istio_tcp_connections_opened_total, and the
+ * byte counters of its series (received: from the client, sent: to it) for adding bytes as
+ * they move; series live as long as the registry. */
+void wp_record_tcp_open(struct waypoint *w, const struct wp_record *r,
+			struct metrics_series **received, struct metrics_series **sent);
 
 /* waypoint.c */
 /* A zeroed object of kind k (from wk's free list when it has one; wk may be NULL). */
