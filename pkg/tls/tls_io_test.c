@@ -427,6 +427,67 @@ TEST(fd_adapter_reports_truncation_and_socket_errors)
 	tt_cred_fini(&cc);
 }
 
+static void noop_io(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+	(void)loop;
+	(void)io;
+	(void)events;
+}
+
+/* A watcher started on a loop is read only while the loop says the socket is readable: no read
+ * before the edge is harvested, and a short read consumes the readiness (no EAGAIN read after). */
+TEST(fd_adapter_reads_only_on_readiness)
+{
+	struct tt_cred sc, cc;
+	struct tls_config *scfg, *ccfg;
+	struct tls_conn cli, srv;
+	struct ev_io cio, sio;
+	struct ev_loop *loop;
+	struct errbuf eb = {0};
+	uint8_t buf[8];
+	int sv[2];
+
+	REQUIRE(tt_fixtures());
+	scfg = server_cfg(&sc, "server", false);
+	ccfg = client_cfg(&cc, NULL);
+	REQUIRE(scfg && ccfg);
+	loop = ev_loop_new(&eb);
+	REQUIRE(loop);
+	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+	REQUIRE(tls_conn_init_client(&cli, ccfg, NULL) == 0);
+	REQUIRE(tls_conn_init_server(&srv, scfg) == 0);
+	ev_io_init(&cio, sv[0], NULL);
+	ev_io_init(&sio, sv[1], noop_io);
+	for (int i = 0; i < 20 && !((tls_conn_state(&cli) & tls_conn_state(&srv)) & TLS_ST_DONE);
+	     i++) {
+		CHECK(tls_io_pump(&cli, &cio) >= 0);
+		CHECK(tls_io_pump(&srv, &sio) >= 0);
+	}
+	REQUIRE(tls_conn_state(&cli) & tls_conn_state(&srv) & TLS_ST_DONE);
+	CHECK(ev_io_may_read(&sio)); /* not on a loop: always */
+	REQUIRE(ev_io_start(loop, &sio, EV_READ) == 0);
+	CHECK(!ev_io_may_read(&sio));
+	CHECK_INT(tls_io_write(&cli, &cio, "hi", 2), 2);
+	/* The record is in the socket, but the loop has not reported it yet. */
+	CHECK_INT(tls_io_read(&srv, &sio, buf, sizeof(buf)), -E_AGAIN);
+	CHECK_INT(ev_loop_run_once(loop, 1000), 0);
+	CHECK(ev_io_may_read(&sio));
+	CHECK_INT(tls_io_read(&srv, &sio, buf, sizeof(buf)), 2);
+	CHECK(memcmp(buf, "hi", 2) == 0);
+	CHECK(!ev_io_may_read(&sio)); /* the short read drained it */
+	CHECK_INT(tls_io_read(&srv, &sio, buf, sizeof(buf)), -E_AGAIN);
+	ev_io_stop(loop, &sio);
+	close(sv[0]);
+	close(sv[1]);
+	tls_conn_fini(&cli);
+	tls_conn_fini(&srv);
+	ev_loop_free(loop);
+	tls_config_unref(scfg);
+	tls_config_unref(ccfg);
+	tt_cred_fini(&sc);
+	tt_cred_fini(&cc);
+}
+
 /* ---- openssl s_client against our server ----------------------------------------------------- */
 
 struct listening {
